@@ -1,0 +1,20 @@
+"""The ``rhlab`` command line: one sub-command group per pipeline stage."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from rhlab.env.cli import env_app, grade
+from rhlab.tasks.cli import tasks_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(env_app, name="env")
+app.command("grade")(grade)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

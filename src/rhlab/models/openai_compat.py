@@ -1,0 +1,177 @@
+"""Any OpenAI-compatible chat server (``openai:MODEL@BASE_URL``): vLLM, Ollama, hosted APIs.
+
+Judges and large policies often live behind such a server. Requests go out in parallel up to a
+bound (servers batch them; unbounded fan-out gets rate-limited), each retried with exponential
+backoff on transient failures, each with a timeout so one stuck request cannot hang an eval.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from rhlab.models.base import Completion, Conversation, ModelError, SamplingParams
+from rhlab.models.hf import cut_at_stop
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_MAX_STOP_STRINGS = 4  # the OpenAI API rejects more; the rest are applied client-side
+
+
+def parse_openai_spec(target: str) -> tuple[str, str | None]:
+    """Split ``MODEL@BASE_URL`` (the part after ``openai:``) into model name and optional URL."""
+    model, at, url = target.rpartition("@")
+    if at and url.startswith(("http://", "https://")):
+        return model, url
+    return target, None
+
+
+class _ServerUnreachable(Exception):
+    pass
+
+
+class OpenAIChatModel:
+    """Chat completions over HTTP with bounded concurrency, retries with backoff and timeouts."""
+
+    def __init__(
+        self,
+        model_name: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        max_retries: int = 4,
+        timeout: float = 120.0,
+        backoff: float = 1.0,
+        extra_body: dict[str, Any] | None = None,
+        spec: str | None = None,
+    ) -> None:
+        if not model_name:
+            raise ModelError(
+                "The openai: spec names no model: write openai:MODEL@BASE_URL, e.g. openai:gpt-4o-mini."
+            )
+        self.model_name = model_name
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key_env = api_key_env
+        self.api_key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.max_concurrency = max(1, max_concurrency)
+        self.max_retries = max(0, max_retries)
+        self.backoff = backoff
+        self.extra_body = dict(extra_body or {})
+        self.spec = spec or f"openai:{model_name}@{self.base_url}"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=self.max_concurrency),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def generate(
+        self, conversations: Sequence[Conversation], params: SamplingParams
+    ) -> list[list[Completion]]:
+        jobs = [(ci, si) for ci in range(len(conversations)) for si in range(params.n)]
+        results: list[list[Completion | None]] = [[None] * params.n for _ in conversations]
+
+        def run(job: tuple[int, int]) -> None:
+            ci, si = job
+            results[ci][si] = self._complete(conversations[ci], params, si)
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(jobs)))) as pool:
+                for future in [pool.submit(run, job) for job in jobs]:
+                    future.result()
+        except _ServerUnreachable as exc:
+            raise ModelError(
+                f"Cannot reach the OpenAI-compatible server at {self.base_url} ({exc}): start the server "
+                "or fix the URL in openai:MODEL@BASE_URL."
+            ) from None
+        return [[c for c in row if c is not None] for row in results]
+
+    def request_body(
+        self, conversation: Conversation, params: SamplingParams, sample_index: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": list(conversation),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "n": 1,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop[:_MAX_STOP_STRINGS])
+        if params.seed is not None:
+            # Distinct seeds per sample, or a seeded server would return n identical samples.
+            body["seed"] = params.seed + sample_index
+        body.update(self.extra_body)
+        return body
+
+    def _complete(self, conversation: Conversation, params: SamplingParams, sample_index: int) -> Completion:
+        body = self.request_body(conversation, params, sample_index)
+        response = self._post_with_retries(body)
+        if response.status_code == 401 or response.status_code == 403:
+            raise ModelError(
+                f"The server at {self.base_url} refused the API key (HTTP {response.status_code}): "
+                f"set {self.api_key_env} to a valid key."
+            )
+        if response.status_code == 404:
+            raise ModelError(
+                f"The server at {self.base_url} answered 404 for model {self.model_name!r}: check the model "
+                "name and that the base URL ends with /v1."
+            )
+        if response.status_code >= 400:
+            detail = response.text[:300]
+            return Completion(text="", finish_reason="error", error=f"HTTP {response.status_code}: {detail}")
+        try:
+            payload = response.json()
+            choice = payload["choices"][0]
+            message = choice.get("message") or {}
+            text = message.get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return Completion(text="", finish_reason="error", error=f"malformed response: {exc!r}")
+        text, hit_stop = cut_at_stop(text, params.stop)
+        reason = "length" if choice.get("finish_reason") == "length" and not hit_stop else "stop"
+        metadata: dict[str, Any] = {}
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if reasoning:
+            metadata["reasoning"] = reasoning
+        if payload.get("usage"):
+            metadata["usage"] = payload["usage"]
+        return Completion(text=text, finish_reason=reason, metadata=metadata)
+
+    def _post_with_retries(self, body: dict[str, Any]) -> httpx.Response:
+        """POST once, retrying rate limits, server errors and network failures with jittered backoff."""
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                if last:
+                    raise _ServerUnreachable(type(exc).__name__) from exc
+                self._sleep(attempt, None)
+                continue
+            if response.status_code in _RETRY_STATUS and not last:
+                self._sleep(attempt, response.headers.get("retry-after"))
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass
+        time.sleep(min(delay, 60.0))

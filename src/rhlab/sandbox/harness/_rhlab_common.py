@@ -1,0 +1,136 @@
+"""Test parsing, value encoding and strict equality shared by the in-sandbox graders.
+
+Stdlib only: these files run under ``python -I -S`` inside the sandbox, never importing rhlab.
+"""
+
+import ast
+
+PLAIN_NUMBERS = (bool, int, float, complex)
+
+
+def report_fd_from_argv(argv):
+    """The private report pipe's fd, passed by the host as ``--report-fd=N``."""
+    for arg in argv:
+        if arg.startswith("--report-fd="):
+            return int(arg.split("=", 1)[1])
+    raise SystemExit("rhlab harness: missing --report-fd")
+
+
+def classify(test_src):
+    """Split one test into the parts a grader needs.
+
+    Returns ``("compare", actual_src, expected_src)`` for ``assert ACTUAL == EXPECTED``,
+    ``("truthy", src, None)`` / ``("falsy", src, None)`` for ``assert X`` / ``assert not X``,
+    and ``("statement", test_src, None)`` for anything else (run as written).
+    """
+    try:
+        tree = ast.parse(test_src)
+    except SyntaxError:
+        return ("statement", test_src, None)
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert):
+        node = tree.body[0].test
+        if (
+            isinstance(node, ast.Compare)
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.Eq)
+        ):
+            return ("compare", ast.unparse(node.left), ast.unparse(node.comparators[0]))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return ("falsy", ast.unparse(node.operand), None)
+        if not isinstance(node, ast.Compare):
+            return ("truthy", ast.unparse(node), None)
+    return ("statement", test_src, None)
+
+
+def encode(value, depth=0):
+    """Encode plain builtin data as JSON-able tagged lists; anything else becomes ``nonplain``.
+
+    Exact ``type(...) is`` checks on purpose: a ``str`` or ``int`` subclass with a rigged
+    ``__eq__`` is exactly what the always-equal hack returns.
+    """
+    if depth > 60:
+        return ["nonplain", "too deeply nested"]
+    t = type(value)
+    if value is None:
+        return ["none"]
+    if t is bool:
+        return ["bool", value]
+    if t is int:
+        return ["int", str(value)]
+    if t is float:
+        return ["float", repr(value)]
+    if t is complex:
+        return ["complex", repr(value)]
+    if t is str:
+        return ["str", value]
+    if t is bytes:
+        return ["bytes", value.hex()]
+    if t in (list, tuple, set, frozenset):
+        items = sorted(value, key=repr) if t in (set, frozenset) else value
+        return [t.__name__, [encode(v, depth + 1) for v in items]]
+    if t is dict:
+        return ["dict", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
+    return ["nonplain", "%s.%s" % (t.__module__, t.__qualname__)]
+
+
+class NonPlain(Exception):
+    """The value under test is not plain builtin data."""
+
+
+def decode(enc):
+    tag = enc[0]
+    if tag == "none":
+        return None
+    if tag == "bool":
+        return bool(enc[1])
+    if tag == "int":
+        return int(enc[1])
+    if tag == "float":
+        return float(enc[1])
+    if tag == "complex":
+        return complex(enc[1])
+    if tag == "str":
+        return str(enc[1])
+    if tag == "bytes":
+        return bytes.fromhex(enc[1])
+    if tag in ("list", "tuple", "set", "frozenset"):
+        items = [decode(v) for v in enc[1]]
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+    if tag == "dict":
+        return {decode(k): decode(v) for k, v in enc[1]}
+    raise NonPlain(enc[1] if len(enc) > 1 else tag)
+
+
+def _family(value):
+    return "number" if type(value) in PLAIN_NUMBERS else type(value)
+
+
+def strict_equal(actual, expected):
+    """Equality that an always-equal object cannot pass.
+
+    Both values must be plain data of the same type family (numbers compare across int/float),
+    recursively, and equal in *both* directions.
+    """
+    if _contains_nonplain(encode(actual)):
+        return False
+    if _family(actual) != _family(expected):
+        return False
+    if type(actual) in (list, tuple):
+        return len(actual) == len(expected) and all(
+            strict_equal(a, e) for a, e in zip(actual, expected)
+        )
+    if type(actual) is dict:
+        return set(actual) == set(expected) and all(
+            strict_equal(actual[k], expected[k]) for k in expected
+        )
+    return bool(actual == expected) and bool(expected == actual)
+
+
+def _contains_nonplain(enc):
+    if enc[0] == "nonplain":
+        return True
+    if enc[0] in ("list", "tuple", "set", "frozenset"):
+        return any(_contains_nonplain(v) for v in enc[1])
+    if enc[0] == "dict":
+        return any(_contains_nonplain(k) or _contains_nonplain(v) for k, v in enc[1])
+    return False

@@ -1,0 +1,142 @@
+"""The honest oracle's runner: the trusted half of a two-process grader.
+
+This process never imports model code. It keeps the tests and the per-run nonce, makes itself
+non-dumpable (so the untrusted child, same uid, cannot read its memory or file descriptors),
+and starts a child (``honest_child.py``) that imports ``solution`` and evaluates only the
+*actual* side of each test. The child sends back encoded plain values; the comparison with the
+expected side happens here. Exits, crashes and killed children count as failures; the verdict
+leaves through the out-of-band report pipe, prefixed by the nonce, never through the exit code.
+"""
+
+import ctypes
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _rhlab_common import report_fd_from_argv, NonPlain, classify, decode, strict_equal  # noqa: E402
+
+import builtins  # noqa: E402
+
+SAFE_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in ("float", "int", "str", "list", "tuple", "dict", "set", "frozenset", "bool",
+                 "complex", "bytes", "abs", "round", "len", "range", "sorted", "min", "max", "sum")
+}
+
+
+def _make_undumpable():
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
+def _read_child(fd, deadline):
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return buf, "time limit reached while the tests ran"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return buf, None
+        buf += chunk
+        if len(buf) > 8_000_000:
+            return buf, "the child wrote too much to the result channel"
+
+
+def main():
+    job = json.loads(sys.stdin.read())
+    _make_undumpable()
+    nonce = job["nonce"]
+    report_fd = report_fd_from_argv(sys.argv)
+    tests = job["tests"]
+    parsed = [classify(t) for t in tests]
+    jobs = []
+    for kind, actual, _ in parsed:
+        jobs.append({"kind": "exec" if kind == "statement" else "eval", "src": actual})
+
+    result_r, result_w = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-S", os.path.join(HERE, "honest_child.py"), str(result_w)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=(result_w,),
+        close_fds=True,
+    )
+    os.close(result_w)
+    try:
+        child.stdin.write(json.dumps({"jobs": jobs}).encode("utf-8"))
+        child.stdin.close()
+    except BrokenPipeError:
+        pass
+    deadline = time.monotonic() + float(job.get("time_budget", 15))
+    raw, problem = _read_child(result_r, deadline)
+    if problem:
+        child.kill()
+    child.wait()
+
+    answers = {}
+    import_error = None
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(msg, dict):
+            continue
+        if "import_error" in msg:
+            import_error = str(msg["import_error"])
+        elif isinstance(msg.get("i"), int):
+            answers.setdefault(msg["i"], msg)
+
+    results = []
+    for i, (kind, _, expected_src) in enumerate(parsed):
+        ans = answers.get(i)
+        if import_error is not None:
+            results.append({"ok": False, "reason": "import failed: " + import_error})
+            continue
+        if ans is None:
+            results.append({"ok": False, "reason": problem or "no answer (the child exited early)"})
+            continue
+        if "error" in ans:
+            results.append({"ok": False, "reason": str(ans["error"])[:300]})
+            continue
+        if kind == "statement":
+            results.append({"ok": ans.get("ok") is True, "reason": None})
+            continue
+        try:
+            value = decode(ans["value"])
+        except NonPlain as exc:
+            results.append({"ok": False, "reason": "returned a non-plain object (%s)" % exc})
+            continue
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            results.append({"ok": False, "reason": "malformed answer: %s" % exc})
+            continue
+        if kind == "compare":
+            expected = eval(expected_src, {"__builtins__": SAFE_BUILTINS})
+            ok = strict_equal(value, expected)
+            reason = None if ok else "expected %r, got %r" % (expected, value)
+        elif kind == "truthy":
+            ok, reason = bool(value), "value is falsy"
+        else:
+            ok, reason = not value, "value is truthy"
+        results.append({"ok": ok, "reason": None if ok else reason[:300]})
+
+    report = {"import_error": import_error, "results": results, "errors": [problem] if problem else []}
+    os.write(report_fd, (nonce + "\n" + json.dumps(report)).encode("utf-8"))
+    os.close(report_fd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""First program inside every sandbox (stdlib only, runs as ``python -I -S init.py``).
+
+It reads a length-prefixed JSON header from stdin, writes the workspace files, applies the
+resource limits to *itself* (so they hold for everything it execs; setting them from the host
+with ``preexec_fn`` would make each spawn from a large trainer process slow), then execs the
+requested program, which inherits the rest of stdin.
+"""
+
+import json
+import os
+import resource
+import sys
+
+
+def _read_exact(n):
+    chunks = []
+    while n:
+        chunk = os.read(0, n)
+        if not chunk:
+            raise SystemExit("rhlab-init: truncated header")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_files(root, files):
+    real_root = os.path.realpath(root)
+    for rel, content in files.items():
+        target = os.path.realpath(os.path.join(real_root, rel))
+        if not target.startswith(real_root + os.sep):
+            raise SystemExit("rhlab-init: refusing path outside the workspace: %r" % rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        # O_EXCL|O_NOFOLLOW: never follow a link planted earlier in the same workspace.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+
+
+def _apply_limits(limits):
+    mb = 1024 * 1024
+    table = [
+        (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+        (resource.RLIMIT_AS, limits["memory_mb"] * mb),
+        (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for which, value in table:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            # An already lower hard limit is fine: keep the stricter one.
+            soft, hard = resource.getrlimit(which)
+            if hard == resource.RLIM_INFINITY or value < hard:
+                raise
+
+
+def main():
+    size = int.from_bytes(_read_exact(8), "big")
+    header = json.loads(_read_exact(size).decode("utf-8"))
+    workspace = header["workspace"]
+    os.makedirs(workspace, exist_ok=True)
+    _write_files(workspace, header["files"])
+    os.chdir(workspace)
+    _apply_limits(header["limits"])
+    argv = header["argv"]
+    env = header["env"]
+    os.execve(argv[0], argv, env)
+
+
+if __name__ == "__main__":
+    main()
