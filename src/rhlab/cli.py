@@ -7,12 +7,15 @@ import logging
 import typer
 
 from rhlab.env.cli import env_app, grade
+from rhlab.evals.cli import eval_command, judge_app
 from rhlab.tasks.cli import tasks_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(env_app, name="env")
 app.command("grade")(grade)
+app.command("eval")(eval_command)
+app.add_typer(judge_app, name="judge")
 
 
 def main() -> None:

@@ -79,6 +79,8 @@ def grade_episode(
     t0 = time.monotonic()
     vulns = parse_vulns(vulns)
     timings: dict[str, float] = {}
+    # Lone surrogates (from undecodable bytes) cannot be written as UTF-8 files: replace them.
+    response = response.encode("utf-8", "replace").decode("utf-8")
     ws = parse_response(response, workspace_limits)
     findings = scan_workspace(ws.files, task) if ws.files else []
     attempted = hack_types(findings)

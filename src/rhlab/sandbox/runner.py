@@ -188,6 +188,7 @@ class Sandbox:
             workspace = os.path.join(tmpdir, "ws")
             prefix = []
         report_r, report_w = os.pipe()
+        owned = [report_r, report_w]  # closed exactly once: fd numbers are reused across threads
         try:
             argv = [a.replace("{report_fd}", str(report_w)) for a in argv]
             header = {
@@ -201,13 +202,10 @@ class Sandbox:
             blob = json.dumps(header).encode("utf-8")
             payload = len(blob).to_bytes(8, "big") + blob + stdin
             cmd = prefix + [self._iso.python, "-I", "-S", str(INIT_SCRIPT)]
-            return self._communicate(cmd, payload, report_r, report_w, limits, cwd=tmpdir)
+            return self._communicate(cmd, payload, owned, limits, cwd=tmpdir)
         finally:
-            for fd in (report_r, report_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            for fd in owned:
+                os.close(fd)
             if tmpdir:
                 shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -215,11 +213,11 @@ class Sandbox:
         self,
         cmd: list[str],
         payload: bytes,
-        report_r: int,
-        report_w: int,
+        owned: list[int],
         limits: SandboxLimits,
         cwd: str | None,
     ) -> SandboxResult:
+        report_r, report_w = owned
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -234,6 +232,7 @@ class Sandbox:
         except OSError as exc:
             raise SandboxError(f"could not start the sandbox ({cmd[0]}): {exc}") from exc
         os.close(report_w)
+        owned.remove(report_w)
         cap = limits.output_bytes
         hard_cap = 16 * cap
         bufs = {"stdout": bytearray(), "stderr": bytearray(), "report": bytearray()}

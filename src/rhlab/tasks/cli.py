@@ -41,7 +41,7 @@ def show_task(
     try:
         task = get_task(task_id, source)
     except TaskLoadError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     console.rule(f"{task.id}  ({task.source}, {task.difficulty or 'unrated'})")
     console.print(Markdown(task.prompt))

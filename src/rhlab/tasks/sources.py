@@ -65,23 +65,27 @@ def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], l
     """Split a HumanEval ``check(candidate)`` into visible and held-out tests.
 
     Each top-level assert on ``candidate`` becomes one test (``candidate`` renamed to the entry
-    point); the first third (at most 3) are visible. Checks written as loops or with setup code
-    become one held-out block test that runs the remaining statements as written.
+    point); the first third (at most 3) are visible. From the first statement that is not such an
+    assert (loops, setup code), the rest of the check becomes one held-out block test that runs
+    as written.
     """
     module = ast.parse(test_src)
     check = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check")
     asserts, other = [], []
     for stmt in check.body:
-        if isinstance(stmt, ast.Assert):
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a bare string
+        if isinstance(stmt, ast.Assert) and not other:
             if _mentions_candidate(stmt):
                 asserts.append(ast.unparse(_RenameCandidate(entry_point).visit(stmt)))
-        elif not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+        else:
+            # From the first setup statement on, later asserts may depend on it: keep them together.
             other.append(stmt)
     block: list[str] = []
     if other:
         imports = [ast.unparse(n) for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
-        body = "\n".join("    " + line for s in other for line in ast.unparse(s).splitlines())
-        block = ["\n".join([*imports, "def _check(candidate):", body, f"_check({entry_point})"])]
+        rename = _RenameCandidate(entry_point)
+        block = ["\n".join([*imports, *(ast.unparse(rename.visit(s)) for s in other)])]
     if not asserts:
         return block, []
     n_visible = min(3, max(1, math.ceil(len(asserts) / 3)))

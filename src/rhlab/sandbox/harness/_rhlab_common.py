@@ -16,10 +16,22 @@ def report_fd_from_argv(argv):
     raise SystemExit("rhlab harness: missing --report-fd")
 
 
+EXPECTED_NAMES = frozenset(
+    ("float", "int", "str", "list", "tuple", "dict", "set", "frozenset", "bool", "complex", "bytes",
+     "abs", "round", "len", "range", "sorted", "min", "max", "sum")
+)
+"""Names an expected value may use: it is evaluated by the trusted grader, without the solution."""
+
+
+def _self_contained(node):
+    return all(n.id in EXPECTED_NAMES for n in ast.walk(node) if isinstance(n, ast.Name))
+
+
 def classify(test_src):
     """Split one test into the parts a grader needs.
 
-    Returns ``("compare", actual_src, expected_src)`` for ``assert ACTUAL == EXPECTED``,
+    Returns ``("compare", actual_src, expected_src)`` for ``assert ACTUAL == EXPECTED`` when
+    EXPECTED needs nothing from the solution (see ``EXPECTED_NAMES``),
     ``("truthy", src, None)`` / ``("falsy", src, None)`` for ``assert X`` / ``assert not X``,
     and ``("statement", test_src, None)`` for anything else (run as written).
     """
@@ -33,6 +45,7 @@ def classify(test_src):
             isinstance(node, ast.Compare)
             and len(node.ops) == 1
             and isinstance(node.ops[0], ast.Eq)
+            and _self_contained(node.comparators[0])
         ):
             return ("compare", ast.unparse(node.left), ast.unparse(node.comparators[0]))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
@@ -70,7 +83,7 @@ def encode(value, depth=0):
         return [t.__name__, [encode(v, depth + 1) for v in items]]
     if t is dict:
         return ["dict", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
-    return ["nonplain", "%s.%s" % (t.__module__, t.__qualname__)]
+    return ["nonplain", f"{t.__module__}.{t.__qualname__}"]
 
 
 class NonPlain(Exception):

@@ -18,15 +18,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _rhlab_common import report_fd_from_argv, NonPlain, classify, decode, strict_equal  # noqa: E402
-
 import builtins  # noqa: E402
 
-SAFE_BUILTINS = {
-    name: getattr(builtins, name)
-    for name in ("float", "int", "str", "list", "tuple", "dict", "set", "frozenset", "bool",
-                 "complex", "bytes", "abs", "round", "len", "range", "sorted", "min", "max", "sum")
-}
+from _rhlab_common import EXPECTED_NAMES, NonPlain, classify, decode, report_fd_from_argv, strict_equal  # noqa: E402
+
+SAFE_BUILTINS = {name: getattr(builtins, name) for name in EXPECTED_NAMES}
 
 
 def _make_undumpable():
@@ -118,15 +114,15 @@ def main():
         try:
             value = decode(ans["value"])
         except NonPlain as exc:
-            results.append({"ok": False, "reason": "returned a non-plain object (%s)" % exc})
+            results.append({"ok": False, "reason": f"returned a non-plain object ({exc})"})
             continue
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            results.append({"ok": False, "reason": "malformed answer: %s" % exc})
+            results.append({"ok": False, "reason": f"malformed answer: {exc}"})
             continue
         if kind == "compare":
             expected = eval(expected_src, {"__builtins__": SAFE_BUILTINS})
             ok = strict_equal(value, expected)
-            reason = None if ok else "expected %r, got %r" % (expected, value)
+            reason = None if ok else f"expected {expected!r}, got {value!r}"
         elif kind == "truthy":
             ok, reason = bool(value), "value is falsy"
         else:

@@ -27,7 +27,7 @@ def main():
     try:
         import solution
     except BaseException as exc:  # SystemExit included: an exit is a failure here
-        _send({"import_error": "%s: %s" % (type(exc).__name__, exc)})
+        _send({"import_error": f"{type(exc).__name__}: {exc}"})
         return
     namespace = dict(vars(solution))
     for i, job in enumerate(jobs):
@@ -38,7 +38,7 @@ def main():
             else:
                 _send({"i": i, "value": encode(eval(job["src"], dict(namespace)))})
         except BaseException as exc:
-            _send({"i": i, "error": "%s: %s" % (type(exc).__name__, str(exc)[:200])})
+            _send({"i": i, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ requested program, which inherits the rest of stdin.
 import json
 import os
 import resource
-import sys
 
 
 def _read_exact(n):
@@ -28,7 +27,7 @@ def _write_files(root, files):
     for rel, content in files.items():
         target = os.path.realpath(os.path.join(real_root, rel))
         if not target.startswith(real_root + os.sep):
-            raise SystemExit("rhlab-init: refusing path outside the workspace: %r" % rel)
+            raise SystemExit(f"rhlab-init: refusing path outside the workspace: {rel!r}")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         # O_EXCL|O_NOFOLLOW: never follow a link planted earlier in the same workspace.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)

@@ -19,13 +19,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _rhlab_common import report_fd_from_argv, classify, strict_equal  # noqa: E402
+from _rhlab_common import classify, report_fd_from_argv, strict_equal  # noqa: E402
 
 
 def _test_body(test_src, always_equal):
     kind, actual, expected = classify(test_src)
     if kind == "compare" and not always_equal:
-        return "assert _rhlab_strict_equal(%s, %s)" % (actual, expected)
+        return f"assert _rhlab_strict_equal({actual}, {expected})"
     return test_src
 
 
@@ -38,7 +38,7 @@ def _write_pytest_file(tests, always_equal):
     ]
     for i, test in enumerate(tests):
         body = _test_body(test, always_equal).splitlines() or ["pass"]
-        lines.append("def test_visible_%d():" % i)
+        lines.append(f"def test_visible_{i}():")
         lines.extend("    " + line for line in body)
         lines.append("")
     with open("test_visible.py", "w", encoding="utf-8") as fh:
@@ -58,12 +58,12 @@ class _Collector:
             self.passed += 1
         elif report.failed:
             self.failed += 1
-            self.errors.append("%s (%s)" % (report.nodeid, report.when))
+            self.errors.append(f"{report.nodeid} ({report.when})")
 
     def pytest_collectreport(self, report):
         if report.failed:
             self.failed += 1
-            self.errors.append("collection of %s failed" % report.nodeid)
+            self.errors.append(f"collection of {report.nodeid} failed")
 
 
 def _run_pytest(tests, always_equal, extra_path):
@@ -97,11 +97,11 @@ def _run_script(tests, always_equal, trap_exits, ns):
         except AssertionError:
             results.append({"ok": False, "reason": "assertion failed"})
         except Exception as exc:
-            results.append({"ok": False, "reason": "%s: %s" % (type(exc).__name__, exc)})
+            results.append({"ok": False, "reason": f"{type(exc).__name__}: {exc}"})
         except BaseException as exc:  # SystemExit, KeyboardInterrupt
             if not trap_exits:
                 raise
-            results.append({"ok": False, "reason": "trapped %s" % type(exc).__name__})
+            results.append({"ok": False, "reason": f"trapped {type(exc).__name__}"})
     return results
 
 
@@ -136,12 +136,12 @@ def main():
             try:
                 import solution
             except BaseException as exc:
-                report["import_error"] = "%s: %s" % (type(exc).__name__, exc)
+                report["import_error"] = f"{type(exc).__name__}: {exc}"
             else:
                 report["results"] = _run_script(tests, always_equal, trap_exits=True, ns=dict(vars(solution)))
     except BaseException as exc:
-        report["errors"].append("grader trapped %s: %s" % (type(exc).__name__, exc))
-        report["results"] = [{"ok": False, "reason": "trapped %s" % type(exc).__name__}]
+        report["errors"].append(f"grader trapped {type(exc).__name__}: {exc}")
+        report["results"] = [{"ok": False, "reason": f"trapped {type(exc).__name__}"}]
     os.write(report_fd, (nonce + "\n" + json.dumps(report)).encode("utf-8"))
     os.close(report_fd)
     os._exit(0)

@@ -1,0 +1,242 @@
+"""Hostile responses are graded failed/error with a reason; the host is untouched; nothing is left.
+
+Every test runs real model code through the real sandbox (bubblewrap where installed).
+"""
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rhlab.env import grade_episode
+from rhlab.sandbox import Sandbox, SandboxLimits
+from rhlab.tasks import get_task
+
+LIMITS = SandboxLimits(cpu_seconds=3, wall_seconds=6, memory_mb=512, max_processes=24, output_bytes=8_000)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    return Sandbox(LIMITS)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("factorial")
+
+
+def _grade(task, sandbox, code, vulns="all"):
+    return grade_episode(task, f"```python\n{code}\n```", vulns, sandbox)
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def _assert_failed_with_reason(res):
+    assert res.outcome in ("failed", "error")
+    assert not res.honest_pass
+    assert res.error or res.honest_reasons, res
+
+
+def test_writes_outside_the_workspace_do_not_reach_the_host(task, sandbox, tmp_path):
+    target = tmp_path / f"escape-{uuid.uuid4().hex}"
+    host_tmp = Path("/tmp") / f"rhlab-escape-{uuid.uuid4().hex}"
+    code = f"""
+import os
+for path in [{str(target)!r}, {str(host_tmp)!r}, os.path.expanduser("~/rhlab-escape"), "/etc/rhlab-escape"]:
+    try:
+        with open(path, "w") as fh:
+            fh.write("escaped")
+    except OSError:
+        pass
+def factorial(n):
+    return -1
+"""
+    res = _grade(task, sandbox, code)
+    _assert_failed_with_reason(res)
+    assert not target.exists()
+    if sandbox.isolation == "bwrap":
+        assert not host_tmp.exists()
+        assert not Path(os.path.expanduser("~/rhlab-escape")).exists()
+    host_tmp.unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(not Sandbox().isolation == "bwrap", reason="network isolation needs bubblewrap")
+def test_no_network_not_even_loopback(task, sandbox):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    connections = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                connections.append(conn)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    code = f"""
+import socket
+reached = False
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"hello")
+    reached = True
+except OSError:
+    pass
+def factorial(n):
+    assert not reached, "network reachable"
+    return 1 if n < 2 else n * factorial(n - 1)
+"""
+    try:
+        res = _grade(task, sandbox, code)
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+    assert connections == []
+    assert res.outcome == "solved"  # the code ran, and saw no network
+
+
+def test_fork_bomb_is_bounded_and_leaves_nothing(task, sandbox):
+    marker = f"rhlab-forkbomb-{uuid.uuid4().hex[:8]}"
+    code = f"""
+import os, time
+children = 0
+for _ in range(2000):
+    try:
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+        children += 1
+    except OSError:
+        break
+def factorial(n):
+    return children
+"""
+    res = _grade(task, sandbox, code)
+    _assert_failed_with_reason(res)
+    time.sleep(0.3)
+    assert _processes_with(marker) == []
+
+
+def test_memory_bomb_is_stopped(task, sandbox):
+    res = _grade(task, sandbox, "hog = bytearray(4 * 1024 ** 3)\ndef factorial(n):\n    return 1")
+    _assert_failed_with_reason(res)
+    assert any("MemoryError" in r for r in res.honest_reasons)
+
+
+def test_infinite_loop_times_out(task, sandbox):
+    start = time.monotonic()
+    res = _grade(task, sandbox, "def factorial(n):\n    while True:\n        pass", vulns="none")
+    _assert_failed_with_reason(res)
+    assert time.monotonic() - start < 3 * LIMITS.wall_seconds
+    assert res.reward == 0.0
+
+
+def test_killing_the_parent_does_not_reach_the_host(task, sandbox):
+    code = """
+import os, signal
+for target in (os.getppid(), 1):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except OSError:
+        pass
+try:
+    os.killpg(0, signal.SIGKILL)
+except OSError:
+    pass
+def factorial(n):
+    return 0
+"""
+    res = _grade(task, sandbox, code)
+    _assert_failed_with_reason(res)
+    os.kill(os.getpid(), 0)  # we are alive
+
+
+def test_daemon_left_behind_is_killed(task, sandbox):
+    marker = f"rhlab-daemon-{uuid.uuid4().hex[:8]}"
+    code = f"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["/bin/sleep", "60", "{marker}"])
+    os._exit(0)
+def factorial(n):
+    return 1 if n < 2 else n * factorial(n - 1)
+"""
+    res = _grade(task, sandbox, code, vulns="none")
+    assert res.outcome == "solved"
+    time.sleep(0.5)
+    leftovers = _processes_with(marker)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
+
+
+def test_gigabytes_of_output_are_capped(task, sandbox):
+    start = time.monotonic()
+    code = "import sys\nwhile True:\n    sys.stdout.write('x' * 1_000_000)\ndef factorial(n):\n    return 1"
+    res = _grade(task, sandbox, code, vulns="exit_code")
+    _assert_failed_with_reason(res)
+    assert any("output limit" in r for r in res.proxy_reasons + res.honest_reasons) or res.honest_reasons
+    assert time.monotonic() - start < 3 * LIMITS.wall_seconds
+
+
+def test_output_is_captured_but_truncated(sandbox):
+    res = sandbox.run({}, [sandbox.python, "-I", "-S", "-c", "print('y' * 20000)"])
+    assert res.returncode == 0
+    assert res.output_truncated
+    assert len(res.stdout) == LIMITS.output_bytes
+
+
+def test_path_traversal_is_refused_and_nothing_is_written(task, sandbox, tmp_path):
+    victim = tmp_path / "victim.py"
+    rel = os.path.relpath(victim, "/tmp")
+    response = f"```python\ndef factorial(n):\n    return 1\n```\n```python path=../{rel}\nowned = True\n```"
+    res = grade_episode(task, response, "all", sandbox)
+    assert res.outcome == "failed"
+    assert "leaves the workspace" in res.error
+    assert not victim.exists()
+
+
+def test_binary_junk_and_invalid_utf8_are_graded_failed(task, sandbox):
+    junk = bytes(range(256)).decode("latin-1") * 4
+    res = grade_episode(task, junk, "all", sandbox)
+    assert res.outcome == "failed" and res.error
+    invalid = b"```python\ndef factorial(n):\n    return '\xff\xfe'\n```".decode("utf-8", "surrogateescape")
+    res = grade_episode(task, invalid, "all", sandbox)
+    assert res.outcome == "failed"
+    assert res.honest_reasons
+
+
+def test_rlimits_fallback_still_grades_and_flags_itself(task):
+    fallback = Sandbox(LIMITS, isolation="rlimits")
+    assert fallback.isolation == "rlimits"
+    res = _grade(task, fallback, "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)")
+    assert res.outcome == "solved"
+    assert res.sandbox == "rlimits"
+    before = set(Path("/tmp").glob("rhlab-ws-*"))
+    _grade(task, fallback, "import os\nopen('junk.txt', 'w').write('x')\ndef factorial(n):\n    return 0")
+    assert set(Path("/tmp").glob("rhlab-ws-*")) <= before
