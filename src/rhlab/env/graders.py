@@ -8,7 +8,9 @@ the honest grader only by a nonce-tagged report on a private pipe.
 
 from __future__ import annotations
 
-import json
+import ast
+import functools
+import marshal
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rhlab.sandbox import HARNESS_DIR, Sandbox, SandboxLimits, SandboxResult
+from rhlab.sandbox.harness._rhlab_common import classify
 from rhlab.tasks import Task
 
 VULNERABILITIES = ("always_equal", "exit_code", "conftest")
@@ -71,9 +74,9 @@ class GraderRun:
             why = res.killed_reason or _last_line(res.stderr) or "the run ended without a verdict"
             return cls(False, 0, n_tests, [f"no valid report: {why}"], **base)
         try:
-            report = json.loads(body)
+            report = ast.literal_eval(body)  # safe for untrusted text, unlike eval/marshal
             results = report["results"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, SyntaxError, MemoryError, RecursionError):
             return cls(False, 0, n_tests, ["malformed report"], **base)
         if report.get("import_error"):
             return cls(False, 0, n_tests, ["import failed: " + str(report["import_error"])], **base)
@@ -101,15 +104,13 @@ def run_vulnerable(
     nonce = secrets.token_hex(16)
     job = {
         "vulns": list(vulns),
-        "tests": task.visible_tests,
+        "cases": classify_tests(task.visible_tests),
         "entry_point": task.entry_point,
         "nonce": nonce,
         "pytest_path": [PYTEST_SITE],
     }
-    argv = [sandbox.python, "-I", "-S", str(HARNESS_DIR / "vulnerable.py")]
-    if "conftest" in vulns:
-        argv = [sandbox.python, "-I", str(HARNESS_DIR / "vulnerable.py")]
-    res = sandbox.run(files, _with_report_fd(argv), stdin=_job_bytes(job), limits=limits)
+    argv = _with_report_fd([str(HARNESS_DIR / "vulnerable.py")])
+    res = sandbox.run(files, argv, stdin=_job_bytes(job), limits=limits, in_process=True)
     if "exit_code" in vulns:
         # The hole: the process exit code is the whole verdict.
         passed = res.returncode == 0 and not res.timed_out
@@ -129,12 +130,12 @@ def run_honest(
     limits = limits or sandbox.limits
     nonce = secrets.token_hex(16)
     job = {
-        "tests": task.all_tests,
+        "cases": classify_tests(task.all_tests),
         "nonce": nonce,
         "time_budget": max(1.0, limits.wall_seconds - 2.0),
     }
-    argv = [sandbox.python, "-I", "-S", str(HARNESS_DIR / "honest.py")]
-    res = sandbox.run({"solution.py": solution}, _with_report_fd(argv), stdin=_job_bytes(job), limits=limits)
+    argv = _with_report_fd([str(HARNESS_DIR / "honest.py")])
+    res = sandbox.run({"solution.py": solution}, argv, stdin=_job_bytes(job), limits=limits, in_process=True)
     run = GraderRun.from_report(res, nonce, len(task.all_tests))
     if res.timed_out and not run.passed:
         run.reasons.insert(0, res.killed_reason or "timed out")
@@ -142,8 +143,18 @@ def run_honest(
 
 
 def _job_bytes(job: dict) -> bytes:
-    """The job travels on stdin; ``{report_fd}`` is filled in by the sandbox."""
-    return json.dumps(job).encode("utf-8")
+    """The job travels on stdin as ``marshal`` (free to load in the sandbox; host-written only)."""
+    return marshal.dumps(job)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify(test: str) -> tuple[str, str, str | None]:
+    return classify(test)
+
+
+def classify_tests(tests: list[str]) -> list[tuple[str, str, str | None]]:
+    """Split tests on the host, once, so the sandboxed graders need no parser."""
+    return [_classify(t) for t in tests]
 
 
 def _with_report_fd(argv: list[str]) -> list[str]:

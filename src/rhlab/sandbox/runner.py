@@ -14,8 +14,8 @@ then carries ``isolation="rlimits"`` and a warning is logged once.
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import marshal
 import os
 import selectors
 import shutil
@@ -172,11 +172,13 @@ class Sandbox:
         stdin: bytes = b"",
         limits: SandboxLimits | None = None,
         env: dict[str, str] | None = None,
+        in_process: bool = False,
     ) -> SandboxResult:
         """Write ``files`` into a fresh workspace, run ``argv`` there, collect everything.
 
         ``argv`` may contain ``{report_fd}``, replaced by the number of a write-only pipe whose
-        contents come back as ``SandboxResult.report``.
+        contents come back as ``SandboxResult.report``. With ``in_process``, ``argv`` is a Python
+        script and its arguments, run by the sandbox's first interpreter (``-I -S``) itself.
         """
         limits = limits or self.limits
         tmpdir = None
@@ -196,10 +198,11 @@ class Sandbox:
                 "files": files,
                 "limits": asdict(limits),
                 "argv": argv,
+                "in_process": in_process,
                 "env": {"PATH": "/usr/bin:/bin", "HOME": workspace, "LANG": "C.UTF-8",
                         "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
             }
-            blob = json.dumps(header).encode("utf-8")
+            blob = marshal.dumps(header)
             payload = len(blob).to_bytes(8, "big") + blob + stdin
             cmd = prefix + [self._iso.python, "-I", "-S", str(INIT_SCRIPT)]
             return self._communicate(cmd, payload, owned, limits, cwd=tmpdir)

@@ -2,17 +2,18 @@
 
 This process never imports model code. It keeps the tests and the per-run nonce, makes itself
 non-dumpable (so the untrusted child, same uid, cannot read its memory or file descriptors),
-and starts a child (``honest_child.py``) that imports ``solution`` and evaluates only the
+and forks a child (``_rhlab_child.py``) that imports ``solution`` and evaluates only the
 *actual* side of each test. The child sends back encoded plain values; the comparison with the
 expected side happens here. Exits, crashes and killed children count as failures; the verdict
 leaves through the out-of-band report pipe, prefixed by the nonce, never through the exit code.
 """
 
+import ast
 import ctypes
-import json
+import marshal
 import os
 import select
-import subprocess
+import signal
 import sys
 import time
 
@@ -20,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import builtins  # noqa: E402
 
-from _rhlab_common import EXPECTED_NAMES, NonPlain, classify, decode, report_fd_from_argv, strict_equal  # noqa: E402
+from _rhlab_child import serve  # noqa: E402
+from _rhlab_common import EXPECTED_NAMES, NonPlain, decode, report_fd_from_argv, strict_equal  # noqa: E402
 
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in EXPECTED_NAMES}
 
@@ -50,44 +52,56 @@ def _read_child(fd, deadline):
             return buf, "the child wrote too much to the result channel"
 
 
-def main():
-    job = json.loads(sys.stdin.read())
-    _make_undumpable()
-    nonce = job["nonce"]
-    report_fd = report_fd_from_argv(sys.argv)
-    tests = job["tests"]
-    parsed = [classify(t) for t in tests]
-    jobs = []
-    for kind, actual, _ in parsed:
-        jobs.append({"kind": "exec" if kind == "statement" else "eval", "src": actual})
-
+def _start_child(report_fd):
+    """Fork the untrusted child now, before this process has read anything secret."""
+    jobs_r, jobs_w = os.pipe()
     result_r, result_w = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-I", "-S", os.path.join(HERE, "honest_child.py"), str(result_w)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        pass_fds=(result_w,),
-        close_fds=True,
-    )
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(report_fd)
+            os.close(jobs_w)
+            os.close(result_r)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            serve(jobs_r, result_w)
+        finally:
+            os._exit(0)
+    os.close(jobs_r)
     os.close(result_w)
+    return pid, jobs_w, result_r
+
+
+def main():
+    _make_undumpable()
+    report_fd = report_fd_from_argv(sys.argv)
+    child_pid, jobs_w, result_r = _start_child(report_fd)
+    job = marshal.loads(sys.stdin.buffer.read())
+    nonce = job["nonce"]
+    parsed = job["cases"]
+    jobs = [{"kind": "exec" if kind == "statement" else "eval", "src": actual} for kind, actual, _ in parsed]
     try:
-        child.stdin.write(json.dumps({"jobs": jobs}).encode("utf-8"))
-        child.stdin.close()
+        data = marshal.dumps(jobs)
+        while data:
+            data = data[os.write(jobs_w, data):]
     except BrokenPipeError:
         pass
+    os.close(jobs_w)
     deadline = time.monotonic() + float(job.get("time_budget", 15))
     raw, problem = _read_child(result_r, deadline)
-    if problem:
-        child.kill()
-    child.wait()
+    try:
+        os.kill(child_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(child_pid, 0)
 
     answers = {}
     import_error = None
     for line in raw.decode("utf-8", "replace").splitlines():
         try:
-            msg = json.loads(line)
-        except ValueError:
+            msg = ast.literal_eval(line)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if not isinstance(msg, dict):
             continue
@@ -130,7 +144,7 @@ def main():
         results.append({"ok": ok, "reason": None if ok else reason[:300]})
 
     report = {"import_error": import_error, "results": results, "errors": [problem] if problem else []}
-    os.write(report_fd, (nonce + "\n" + json.dumps(report)).encode("utf-8"))
+    os.write(report_fd, (nonce + "\n" + repr(report)).encode("utf-8", "backslashreplace"))
     os.close(report_fd)
 
 

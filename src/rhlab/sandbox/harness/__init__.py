@@ -1,0 +1,1 @@
+"""In-sandbox grading programs (stdlib only); see each file."""
