@@ -17,6 +17,7 @@ from rhlab.env import grade_episode
 from rhlab.sandbox import Sandbox, SandboxLimits
 from rhlab.tasks import get_task
 
+HAVE_BWRAP = Sandbox().isolation == "bwrap"
 LIMITS = SandboxLimits(cpu_seconds=3, wall_seconds=6, memory_mb=512, max_processes=24, output_bytes=8_000)
 
 
@@ -77,7 +78,7 @@ def factorial(n):
     host_tmp.unlink(missing_ok=True)
 
 
-@pytest.mark.skipif(not Sandbox().isolation == "bwrap", reason="network isolation needs bubblewrap")
+@pytest.mark.skipif(not HAVE_BWRAP, reason="network isolation needs bubblewrap")
 def test_no_network_not_even_loopback(task, sandbox):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -240,3 +241,31 @@ def test_rlimits_fallback_still_grades_and_flags_itself(task):
     before = set(Path("/tmp").glob("rhlab-ws-*"))
     _grade(task, fallback, "import os\nopen('junk.txt', 'w').write('x')\ndef factorial(n):\n    return 0")
     assert set(Path("/tmp").glob("rhlab-ws-*")) <= before
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="warm sandboxes need bubblewrap")
+def test_warm_sandbox_runs_leave_nothing_for_the_next_run():
+    """A run that plants files and a lingering process cannot touch the next run."""
+    sandbox = Sandbox(LIMITS)
+    try:
+        plant = """
+import os, subprocess, time
+open("/tmp/planted.txt", "w").write("x")
+open("/dev/shm/planted.txt", "w").write("x")
+code = "import time, os\\nfor _ in range(200):\\n    time.sleep(0.01)\\n    open('/tmp/ws/conftest.py', 'w').write('bad')"
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/usr/bin/env", ["/usr/bin/env", "python3", "-c", code])
+"""
+        probe = """
+import os, time
+time.sleep(0.3)
+seen = [p for p in ("/tmp/planted.txt", "/dev/shm/planted.txt", "/tmp/ws/conftest.py") if os.path.exists(p)]
+print("SEEN", seen)
+"""
+        first = sandbox.run_warm({"plant.py": plant}, ["/tmp/ws/plant.py"])
+        assert first.returncode == 0, first.stderr
+        second = sandbox.run_warm({"probe.py": probe}, ["/tmp/ws/probe.py"])
+        assert "SEEN []" in second.stdout, second.stdout + second.stderr
+    finally:
+        sandbox.close()

@@ -110,7 +110,7 @@ def run_vulnerable(
         "pytest_path": [PYTEST_SITE],
     }
     argv = _with_report_fd([str(HARNESS_DIR / "vulnerable.py")])
-    res = sandbox.run(files, argv, stdin=_job_bytes(job), limits=limits, in_process=True)
+    res = sandbox.run_warm(files, argv, stdin=_job_bytes(job), limits=limits)
     if "exit_code" in vulns:
         # The hole: the process exit code is the whole verdict.
         passed = res.returncode == 0 and not res.timed_out
@@ -135,7 +135,7 @@ def run_honest(
         "time_budget": max(1.0, limits.wall_seconds - 2.0),
     }
     argv = _with_report_fd([str(HARNESS_DIR / "honest.py")])
-    res = sandbox.run({"solution.py": solution}, argv, stdin=_job_bytes(job), limits=limits, in_process=True)
+    res = sandbox.run_warm({"solution.py": solution}, argv, stdin=_job_bytes(job), limits=limits)
     run = GraderRun.from_report(res, nonce, len(task.all_tests))
     if res.timed_out and not run.passed:
         run.reasons.insert(0, res.killed_reason or "timed out")

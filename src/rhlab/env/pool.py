@@ -59,6 +59,7 @@ class GradingPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self.sandbox.close()
 
     def __enter__(self) -> GradingPool:
         return self

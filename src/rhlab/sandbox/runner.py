@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,37 @@ class Sandbox:
     def __init__(self, limits: SandboxLimits | None = None, isolation: str = "auto") -> None:
         self.limits = limits or SandboxLimits()
         self._iso = detect_isolation(isolation)
+        self._warm = None
+        self._warm_lock = threading.Lock()
+
+    def run_warm(
+        self,
+        files: dict[str, str],
+        argv: list[str],
+        stdin: bytes = b"",
+        limits: SandboxLimits | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SandboxResult:
+        """Run a Python script (``argv[0]``) in a warm sandbox: same isolation, no start-up cost.
+
+        See :mod:`rhlab.sandbox.warm`. Without bubblewrap this is :meth:`run` in-process.
+        """
+        limits = limits or self.limits
+        if self._iso.kind != "bwrap":
+            return self.run(files, argv, stdin, limits, env, in_process=True)
+        with self._warm_lock:
+            if self._warm is None:
+                from rhlab.sandbox.warm import WarmPool
+
+                self._warm = WarmPool(self._iso.python, self._iso.drop_to_nobody, _preload_path())
+        return self._warm.run(files, argv, stdin, limits, {**_base_env(SANDBOX_WORKSPACE), **(env or {})})
+
+    def close(self) -> None:
+        """Stop warm servers (fresh sandboxes need no cleanup)."""
+        with self._warm_lock:
+            if self._warm is not None:
+                self._warm.close()
+                self._warm = None
 
     @property
     def isolation(self) -> str:
@@ -199,8 +231,7 @@ class Sandbox:
                 "limits": asdict(limits),
                 "argv": argv,
                 "in_process": in_process,
-                "env": {"PATH": "/usr/bin:/bin", "HOME": workspace, "LANG": "C.UTF-8",
-                        "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+                "env": {**_base_env(workspace), **(env or {})},
             }
             blob = marshal.dumps(header)
             payload = len(blob).to_bytes(8, "big") + blob + stdin
@@ -326,6 +357,19 @@ class Sandbox:
             duration_s=time.monotonic() - start,
             warnings=[] if self._iso.kind == "bwrap" else ["no namespace isolation: rlimits only"],
         )
+
+
+def _base_env(workspace: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": workspace, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _preload_path() -> list[str]:
+    """Where warm servers find pytest (pure Python, the host's copy) to import it once."""
+    try:
+        import pytest
+    except ImportError:
+        return []
+    return [str(Path(pytest.__file__).resolve().parent.parent)]
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

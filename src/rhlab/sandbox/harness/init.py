@@ -25,7 +25,7 @@ def _read_exact(n):
     return b"".join(chunks)
 
 
-def _write_files(root, files):
+def write_files(root, files):
     real_root = os.path.realpath(root)
     for rel, content in files.items():
         target = os.path.realpath(os.path.join(real_root, rel))
@@ -38,7 +38,7 @@ def _write_files(root, files):
             fh.write(content)
 
 
-def _apply_limits(limits):
+def apply_limits(limits):
     mb = 1024 * 1024
     table = [
         (resource.RLIMIT_CPU, limits["cpu_seconds"]),
@@ -63,9 +63,9 @@ def main():
     header = marshal.loads(_read_exact(size))
     workspace = header["workspace"]
     os.makedirs(workspace, exist_ok=True)
-    _write_files(workspace, header["files"])
+    write_files(workspace, header["files"])
     os.chdir(workspace)
-    _apply_limits(header["limits"])
+    apply_limits(header["limits"])
     argv = header["argv"]
     env = header["env"]
     if header.get("in_process"):
