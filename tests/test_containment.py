@@ -252,7 +252,8 @@ def test_warm_sandbox_runs_leave_nothing_for_the_next_run():
 import os, subprocess, time
 open("/tmp/planted.txt", "w").write("x")
 open("/dev/shm/planted.txt", "w").write("x")
-code = "import time, os\\nfor _ in range(200):\\n    time.sleep(0.01)\\n    open('/tmp/ws/conftest.py', 'w').write('bad')"
+code = ("import time, os\\nfor _ in range(200):\\n    time.sleep(0.01)\\n"
+        "    open('/tmp/ws/conftest.py', 'w').write('bad')")
 if os.fork() == 0:
     os.setsid()
     os.execv("/usr/bin/env", ["/usr/bin/env", "python3", "-c", code])

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 import select
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import asdict
 
 from rhlab.sandbox.runner import HARNESS_DIR, SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
 

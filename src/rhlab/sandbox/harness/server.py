@@ -101,7 +101,7 @@ def _child(req, report_w, stdin_r):
     for fd in (out, err, stdin_r):
         os.close(fd)
     # Fresh Python-level stdio objects over the new descriptors.
-    sys.stdin = open(0, "r", closefd=False)
+    sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", closefd=False, buffering=1)
     sys.stderr = open(2, "w", closefd=False, buffering=1)
     apply_limits(req["limits"])
@@ -182,7 +182,7 @@ def serve_one(req):
     killed_reason = None
     returncode = None
     if timed_out:
-        killed_reason = "wall time limit of %gs exceeded" % limits["wall_seconds"]
+        killed_reason = f"wall time limit of {limits['wall_seconds']:g}s exceeded"
     elif os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         returncode = -sig

@@ -21,7 +21,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _rhlab_common import report_fd_from_argv, strict_equal  # noqa: E402
 
-
 UNUSED_PLUGINS = (
     "cacheprovider", "unraisableexception", "threadexception", "faulthandler", "pastebin", "junitxml",
     "doctest", "stepwise", "setuponly", "setupplan", "debugging", "legacypath", "tmpdir", "logging",
