@@ -8,6 +8,7 @@ import typer
 
 from rhlab.env.cli import env_app, grade
 from rhlab.evals.cli import eval_command, judge_app
+from rhlab.models.cli import chat, models_app
 from rhlab.tasks.cli import tasks_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -16,6 +17,8 @@ app.add_typer(env_app, name="env")
 app.command("grade")(grade)
 app.command("eval")(eval_command)
 app.add_typer(judge_app, name="judge")
+app.add_typer(models_app, name="models")
+app.command("chat")(chat)
 
 
 def main() -> None:

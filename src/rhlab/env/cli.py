@@ -14,7 +14,6 @@ from rhlab.env.check import SETTINGS, run_check
 from rhlab.env.graders import parse_vulns
 from rhlab.env.oracle import grade_episode
 from rhlab.env.pool import Episode, GradingPool
-from rhlab.sandbox import Sandbox
 from rhlab.tasks import TaskLoadError, get_task
 
 env_app = typer.Typer(no_args_is_help=True, help="The hackable environment.")
@@ -52,7 +51,7 @@ def grade(
     except TaskLoadError as exc:
         _fail(str(exc))
     text = response.read_bytes().decode("utf-8", errors="replace")
-    result = grade_episode(the_task, text, default_vulns, Sandbox())
+    result = grade_episode(the_task, text, default_vulns)
     if as_json:
         print(json.dumps(result.to_dict()))
         return

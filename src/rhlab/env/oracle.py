@@ -100,6 +100,7 @@ def grade_episode(
             sandbox="none", timings=timings, error=ws.problem, **base,
         )  # fmt: skip
 
+    own_sandbox = sandbox is None
     sandbox = sandbox or Sandbox()
     try:
         t1 = time.monotonic()
@@ -113,6 +114,9 @@ def grade_episode(
             reward=0.0, proxy_pass=False, honest_pass=False, hack=False, hacks=[], outcome="error",
             sandbox=sandbox.isolation, timings=timings, error=str(exc), **base,
         )  # fmt: skip
+    finally:
+        if own_sandbox:
+            sandbox.close()
     timings.update(proxy_s=t2 - t1, honest_s=t3 - t2, total_s=time.monotonic() - t0)
     outcome, hacks = verdict(proxy, honest, attempted, vulns)
     return EpisodeResult(

@@ -41,9 +41,13 @@ class VerdictCache:
         return Verdict.model_validate_json(row[0]) if row else None
 
     def put(self, judge_id: str, template_hash: str, input_hash: str, verdict: Verdict) -> None:
-        self._db.execute(
+        self.put_many(judge_id, template_hash, [(input_hash, verdict)])
+
+    def put_many(self, judge_id: str, template_hash: str, items: list[tuple[str, Verdict]]) -> None:
+        """One transaction for a whole batch: per-row commits would dominate offline judging."""
+        self._db.executemany(
             "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
-            (judge_id, template_hash, input_hash, verdict.model_dump_json()),
+            [(judge_id, template_hash, h, v.model_dump_json()) for h, v in items],
         )
         self._db.commit()
 
@@ -66,9 +70,7 @@ class CachedJudge:
 
     def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         hashes = [x.content_hash() for x in inputs]
-        out: list[Verdict | None] = [
-            self.cache.get(self.judge_id, self.template_hash, h) for h in hashes
-        ]
+        out: list[Verdict | None] = [self.cache.get(self.judge_id, self.template_hash, h) for h in hashes]
         misses = [i for i, v in enumerate(out) if v is None]
         for i, v in enumerate(out):
             if v is not None:
@@ -77,6 +79,9 @@ class CachedJudge:
             fresh = self.inner.judge([inputs[i] for i in misses])
             for i, verdict in zip(misses, fresh, strict=True):
                 out[i] = verdict
-                if verdict.parsed:
-                    self.cache.put(self.judge_id, self.template_hash, hashes[i], verdict)
+            self.cache.put_many(
+                self.judge_id,
+                self.template_hash,
+                [(hashes[i], v) for i, v in zip(misses, fresh, strict=True) if v.parsed],
+            )
         return [v for v in out if v is not None]

@@ -63,9 +63,13 @@ def load_golden(directory: Path | None = None) -> list[GoldenExample]:
         raw = yaml.safe_load(path.read_text())
         set_name = path.name.rsplit(".", 1)[0]
         for ex in raw["examples"]:
-            examples.append(GoldenExample(set_name=set_name, expected=ex.get("expected", raw["expected"]), **{
-                k: str(ex.get(k) or "") for k in ("question", "reasoning", "answer")
-            }))
+            examples.append(
+                GoldenExample(
+                    set_name=set_name,
+                    expected=ex.get("expected", raw["expected"]),
+                    **{k: str(ex.get(k) or "") for k in ("question", "reasoning", "answer")},
+                )
+            )
     return examples
 
 

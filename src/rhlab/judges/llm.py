@@ -186,9 +186,14 @@ class LLMJudge:
         for attempt in range(1, self.max_retries + 2):
             if not pending:
                 break
-            params = self.params if attempt == 1 else replace(
-                self.params, temperature=max(self.params.temperature, 0.7),
-                seed=None if self.params.seed is None else self.params.seed + attempt,
+            params = (
+                self.params
+                if attempt == 1
+                else replace(
+                    self.params,
+                    temperature=max(self.params.temperature, 0.7),
+                    seed=None if self.params.seed is None else self.params.seed + attempt,
+                )
             )
             convs = [self._conversation(inputs[i], last_reply[i]) for i in pending]
             replies = self._generate(convs, params)
@@ -209,7 +214,11 @@ class LLMJudge:
             pending = still
         for i in pending:
             verdicts[i] = Verdict(
-                view=inputs[i].view, parsed=False, judge_id=self.judge_id,
-                attempts=self.max_retries + 1, raw=last_reply[i] or "", explanation=errors[i],
+                view=inputs[i].view,
+                parsed=False,
+                judge_id=self.judge_id,
+                attempts=self.max_retries + 1,
+                raw=last_reply[i] or "",
+                explanation=errors[i],
             )
         return [v for v in verdicts if v is not None]

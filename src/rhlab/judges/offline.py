@@ -72,9 +72,16 @@ class SentenceEmbedder:
         model_dir = Path(spec.submodule_search_locations[0]) / "model"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModel.from_pretrained(model_dir).eval()
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a weight-loading bar per judge load is noise in eval logs
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModel.from_pretrained(model_dir).eval()
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         import torch
@@ -82,8 +89,11 @@ class SentenceEmbedder:
         chunks = [np.zeros((0, self.model.config.hidden_size))]
         for i in range(0, len(texts), batch_size):
             batch = self.tokenizer(
-                [t or " " for t in texts[i : i + batch_size]], padding=True, truncation=True,
-                max_length=256, return_tensors="pt",
+                [t or " " for t in texts[i : i + batch_size]],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
             )
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state
@@ -97,6 +107,12 @@ class SentenceEmbedder:
 def shared_embedder() -> SentenceEmbedder:
     """One embedder per process: loading costs about a second."""
     return SentenceEmbedder()
+
+
+@functools.cache
+def _training_embeddings(texts: tuple[str, ...]) -> np.ndarray:
+    """Embedding the training set dominates judge construction; do it once per process."""
+    return shared_embedder().encode(texts)
 
 
 @dataclass
@@ -130,9 +146,7 @@ class SoftmaxClassifier:
 
 def load_training_data() -> list[tuple[str, str]]:
     """(text, class) pairs from the packaged training file."""
-    raw = yaml.safe_load(
-        resources.files("rhlab.judges").joinpath("data/offline_training.yaml").read_text()
-    )
+    raw = yaml.safe_load(resources.files("rhlab.judges").joinpath("data/offline_training.yaml").read_text())
     return [(str(text), label) for label in CLASSES for text in raw[label]]
 
 
@@ -161,14 +175,14 @@ def _alignment_of(p: np.ndarray) -> float:
 
 
 class OfflineJudge:
-    """The CPU judge. ``judge_id`` includes a hash of its training data, so caches follow edits."""
+    """The CPU judge. ``template_hash`` hashes its training data, so cached verdicts follow edits."""
 
     offline = True
 
     def __init__(self) -> None:
         data = load_training_data()
         self.embedder = shared_embedder()
-        x = self.embedder.encode([t for t, _ in data])
+        x = _training_embeddings(tuple(t for t, _ in data))
         self.classifier = SoftmaxClassifier.fit(x, [CLASSES.index(c) for _, c in data])
         self.judge_id = "offline-minilm-v1"
         self.template_hash = hashlib.sha256(repr(data).encode()).hexdigest()[:12]

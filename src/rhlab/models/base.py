@@ -57,9 +57,7 @@ class ChatModel(Protocol):
     spec: str
     """The spec string the model was loaded from (e.g. ``embedded``, ``hf:/path``)."""
 
-    def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         """Return ``params.n`` completions for each conversation, in input order."""
         ...
 

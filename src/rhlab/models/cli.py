@@ -25,7 +25,7 @@ def list_models() -> None:
     """Show every model spec, whether it can run on this machine, and why not if it cannot."""
     table = Table("spec", "available", "details")
     for row in available_models():
-        table.add_row(row.spec, "yes" if row.available else "[red]no[/red]", row.detail)
+        table.add_row(escape(row.spec), "yes" if row.available else "[red]no[/red]", escape(row.detail))
     console.print(table)
 
 

@@ -139,6 +139,7 @@ def ensure_converted(target: Path, convert: Callable[[Path], None], *, lock_time
             try:
                 convert(tmp)
                 (tmp / "rhlab-converted.json").write_text(json.dumps({"converted_at": time.time()}))
+                tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
                 if target.exists():  # an incomplete folder from an older layout: replace it
                     shutil.rmtree(target)
                 os.replace(tmp, target)
@@ -181,9 +182,7 @@ def convert_gguf(entry: EmbeddedModel, out_dir: Path) -> None:
         hf_logging.set_verbosity_error()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=torch.float32
-            )
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
     # The weights are already dequantized; only the quantizer bookkeeping blocks saving and training.

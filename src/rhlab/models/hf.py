@@ -15,6 +15,7 @@ from typing import Any
 
 from rhlab.models.base import Completion, Conversation, ModelError, SamplingParams
 
+_DTYPES = ("float32", "bfloat16", "float16")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 
 
@@ -93,42 +94,43 @@ def load_hf_model(
     adapter = (model_dir / "adapter_config.json").exists()
     weights_dir = _adapter_base(model_dir, base) if adapter else model_dir
     if not adapter and not (model_dir / "config.json").exists():
-        raise ModelError(
-            f"{model_dir} has no config.json: point hf: at a folder written by save_pretrained()."
-        )
+        raise ModelError(f"{model_dir} has no config.json: point hf: at a folder written by save_pretrained().")
     tokenizer_dir = model_dir if _has_tokenizer(model_dir) else weights_dir
     if not _has_tokenizer(tokenizer_dir):
         raise ModelError(
-            f"{model_dir} has no tokenizer: save one next to the weights with "
-            f"tokenizer.save_pretrained('{model_dir}')."
+            f"{model_dir} has no tokenizer: save one next to the weights with tokenizer.save_pretrained('{model_dir}')."
         )
 
     device = pick_device(device)
-    torch_dtype = (
-        getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    )
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device={device!r} was asked for but no CUDA GPU is visible: use device='cpu'.")
+    if dtype is not None and dtype not in _DTYPES:
+        raise ModelError(f"Unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}.")
+    torch_dtype = getattr(torch, dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype, local_files_only=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(
-            f"Could not load the model in {weights_dir} ({exc}): check that the folder is complete."
+            f"Could not load the tokenizer in {tokenizer_dir} ({exc}): re-save it with save_pretrained."
         ) from exc
-    if adapter:
-        try:
-            from peft import PeftModel
-        except ImportError as exc:  # pragma: no cover - peft is a core dependency
-            raise ModelError("Loading a LoRA adapter needs peft: pip install peft.") from exc
-        model = PeftModel.from_pretrained(model, model_dir, is_trainable=True)
-    model.to(device)
-    model.eval()
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     if not tokenizer.chat_template:
         raise ModelError(
-            f"The tokenizer in {tokenizer_dir} has no chat template: use an instruct model "
-            "or pass chat_template=..."
+            f"The tokenizer in {tokenizer_dir} has no chat template: use an instruct model or pass chat_template=..."
         )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"Could not load the model in {weights_dir} ({exc}): check that the folder is complete."
+        ) from exc
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_dir, is_trainable=True)
+    model.to(device)
+    model.eval()
     return HFChatModel(
         model=model,
         tokenizer=tokenizer,
@@ -177,9 +179,7 @@ class HFChatModel:
             continue_final_message=prefill,
         )
 
-    def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         prompts = [self.render(c) for c in conversations]
         results: list[list[Completion]] = []
         for start in range(0, len(prompts), self.batch_size):
@@ -197,9 +197,6 @@ class HFChatModel:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        stops = self._stops(params)
-        if stops:
-            kwargs.update(stop_strings=list(stops), tokenizer=self.tokenizer)
         return kwargs
 
     def _stops(self, params: SamplingParams) -> tuple[str, ...]:
@@ -212,14 +209,17 @@ class HFChatModel:
         # Templates already contain BOS where the model needs it; adding it again would double it.
         encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         encoded = encoded.to(self.device)
+        prompt_length = encoded["input_ids"].shape[1]
+        kwargs = self.generation_kwargs(params)
+        stops = self._stops(params)
+        if stops:
+            kwargs["stopping_criteria"] = [StopOnStrings(self.tokenizer, stops, prompt_length)]
         with _seeded(params.seed, self.device), torch.inference_mode():
-            output = self.model.generate(**encoded, **self.generation_kwargs(params))
-        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+            output = self.model.generate(**encoded, **kwargs)
+        new_tokens = output[:, prompt_length:].tolist()
         return self._completions(new_tokens, params, len(prompts))
 
-    def _completions(
-        self, rows: list[list[int]], params: SamplingParams, n_prompts: int
-    ) -> list[list[Completion]]:
+    def _completions(self, rows: list[list[int]], params: SamplingParams, n_prompts: int) -> list[list[Completion]]:
         eos_ids = _eos_ids(self.model, self.tokenizer)
         pad_id = self.tokenizer.pad_token_id
         stops = self._stops(params)
@@ -233,6 +233,30 @@ class HFChatModel:
             reason = "length" if not (hit_eos or hit_stop) and len(ids) >= params.max_new_tokens else "stop"
             completions.append(Completion(text=text, token_ids=ids, finish_reason=reason))
         return [completions[i * params.n : (i + 1) * params.n] for i in range(n_prompts)]
+
+
+class StopOnStrings:
+    """Stop each row once its *generated* text contains a stop string.
+
+    transformers' own ``stop_strings`` also matches across the prompt boundary (a prompt ending in
+    a newline plus a generated newline "contains" ``"\\n\\n"``), which would end rows before they
+    produced the stop string; this criterion only decodes the tail of the new tokens.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.prompt_length = prompt_length
+        # A stop string of k characters spans at most k tokens, plus a few partial-UTF-8 byte tokens.
+        self.window = 2 * max(len(s) for s in self.stops) + 8
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        tails = input_ids[:, max(self.prompt_length, input_ids.shape[1] - self.window) :].tolist()
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        done = [any(stop in text for stop in self.stops) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

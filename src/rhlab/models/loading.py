@@ -116,9 +116,7 @@ def available_models() -> list[Availability]:
         reason = missing_reason(entry)
         if reason is None:
             state = "converted" if is_converted(converted_dir(entry)) else "converted on first use"
-            rows.append(
-                Availability(spec, True, f"{entry.description} Cache: {converted_dir(entry)} ({state}).")
-            )
+            rows.append(Availability(spec, True, f"{entry.description} Cache: {converted_dir(entry)} ({state})."))
         else:
             rows.append(Availability(spec, False, reason))
     has_gpu = False
@@ -127,9 +125,7 @@ def available_models() -> list[Availability]:
 
         has_gpu = torch.cuda.is_available()
     device = "GPU (bf16)" if has_gpu else "CPU (float32)"
-    rows.append(
-        Availability("hf:PATH", True, f"Any local Hugging Face model or LoRA adapter folder, on {device}.")
-    )
+    rows.append(Availability("hf:PATH", True, f"Any local Hugging Face model or LoRA adapter folder, on {device}."))
     key_note = (
         "key from $OPENAI_API_KEY"
         if os.environ.get("OPENAI_API_KEY")

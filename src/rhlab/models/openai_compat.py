@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,9 +55,7 @@ class OpenAIChatModel:
         spec: str | None = None,
     ) -> None:
         if not model_name:
-            raise ModelError(
-                "The openai: spec names no model: write openai:MODEL@BASE_URL, e.g. openai:gpt-4o-mini."
-            )
+            raise ModelError("The openai: spec names no model: write openai:MODEL@BASE_URL, e.g. openai:gpt-4o-mini.")
         self.model_name = model_name
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
@@ -64,6 +63,7 @@ class OpenAIChatModel:
         self.max_concurrency = max(1, max_concurrency)
         self.max_retries = max(0, max_retries)
         self.backoff = backoff
+        self.timeout = timeout
         self.extra_body = dict(extra_body or {})
         self.spec = spec or f"openai:{model_name}@{self.base_url}"
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -77,30 +77,29 @@ class OpenAIChatModel:
     def close(self) -> None:
         self._client.close()
 
-    def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         jobs = [(ci, si) for ci in range(len(conversations)) for si in range(params.n)]
         results: list[list[Completion | None]] = [[None] * params.n for _ in conversations]
 
+        # One fatal answer (server down, bad key) fails the whole batch; stop the other requests early.
+        abort = threading.Event()
+
         def run(job: tuple[int, int]) -> None:
             ci, si = job
-            results[ci][si] = self._complete(conversations[ci], params, si)
+            results[ci][si] = self._complete(conversations[ci], params, si, abort)
 
+        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(jobs))))
         try:
-            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(jobs)))) as pool:
-                for future in [pool.submit(run, job) for job in jobs]:
-                    future.result()
-        except _ServerUnreachable as exc:
-            raise ModelError(
-                f"Cannot reach the OpenAI-compatible server at {self.base_url} ({exc}): start the server "
-                "or fix the URL in openai:MODEL@BASE_URL."
-            ) from None
+            for future in [pool.submit(run, job) for job in jobs]:
+                future.result()
+        except (_ServerUnreachable, ModelError) as exc:
+            abort.set()
+            raise ModelError(str(exc)) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return [[c for c in row if c is not None] for row in results]
 
-    def request_body(
-        self, conversation: Conversation, params: SamplingParams, sample_index: int
-    ) -> dict[str, Any]:
+    def request_body(self, conversation: Conversation, params: SamplingParams, sample_index: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
             "messages": list(conversation),
@@ -117,9 +116,11 @@ class OpenAIChatModel:
         body.update(self.extra_body)
         return body
 
-    def _complete(self, conversation: Conversation, params: SamplingParams, sample_index: int) -> Completion:
+    def _complete(
+        self, conversation: Conversation, params: SamplingParams, sample_index: int, abort: threading.Event
+    ) -> Completion:
         body = self.request_body(conversation, params, sample_index)
-        response = self._post_with_retries(body)
+        response = self._post_with_retries(body, abort)
         if response.status_code == 401 or response.status_code == 403:
             raise ModelError(
                 f"The server at {self.base_url} refused the API key (HTTP {response.status_code}): "
@@ -150,15 +151,29 @@ class OpenAIChatModel:
             metadata["usage"] = payload["usage"]
         return Completion(text=text, finish_reason=reason, metadata=metadata)
 
-    def _post_with_retries(self, body: dict[str, Any]) -> httpx.Response:
+    def _post_with_retries(self, body: dict[str, Any], abort: threading.Event) -> httpx.Response:
         """POST once, retrying rate limits, server errors and network failures with jittered backoff."""
         for attempt in range(self.max_retries + 1):
+            if abort.is_set():
+                raise _ServerUnreachable("aborted: another request of this batch failed")
             last = attempt == self.max_retries
             try:
                 response = self._client.post("/chat/completions", json=body)
+            except httpx.TimeoutException as exc:
+                if last:
+                    raise _ServerUnreachable(
+                        f"The server at {self.base_url} did not answer within {self.timeout:g} s "
+                        f"({self.max_retries + 1} tries): raise timeout= or check that the server is "
+                        "not overloaded."
+                    ) from exc
+                self._sleep(attempt, None)
+                continue
             except httpx.TransportError as exc:
                 if last:
-                    raise _ServerUnreachable(type(exc).__name__) from exc
+                    raise _ServerUnreachable(
+                        f"Cannot reach the OpenAI-compatible server at {self.base_url} "
+                        f"({type(exc).__name__}): start the server or fix the URL in openai:MODEL@BASE_URL."
+                    ) from exc
                 self._sleep(attempt, None)
                 continue
             if response.status_code in _RETRY_STATUS and not last:

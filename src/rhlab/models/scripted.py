@@ -23,9 +23,7 @@ class ScriptedModel:
     calls: list[Conversation] = field(default_factory=list)
     _cursor: int = 0
 
-    def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         out: list[list[Completion]] = []
         for conv in conversations:
             self.calls.append(conv)

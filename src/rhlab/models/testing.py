@@ -75,6 +75,8 @@ def tiny_test_model(
         num_key_value_heads=2,
         max_position_embeddings=1024,
         tie_word_embeddings=True,
+        # Larger than the 0.02 default so greedy decoding varies instead of repeating one token.
+        initializer_range=0.3,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -36,9 +36,7 @@ class VLLMChatModel:
             raise ModelError(f"The vllm backend is unavailable ({reason}).")
         model_dir = Path(path).expanduser()
         if not model_dir.is_dir():
-            raise ModelError(
-                f"No model directory at {model_dir}: pass the path of a local Hugging Face model folder."
-            )
+            raise ModelError(f"No model directory at {model_dir}: pass the path of a local Hugging Face model folder.")
         forbid_downloads()
         from vllm import LLM
 
@@ -59,9 +57,7 @@ class VLLMChatModel:
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
 
         sampling = VLLMSamplingParams(
