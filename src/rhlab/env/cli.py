@@ -128,11 +128,12 @@ def check() -> None:
         rows.setdefault(cell.entry.name, []).append(text)
     for name, row in rows.items():
         table.add_row(name, *row)
-    Console().print(table)
+    out = Console() if sys.stdout.isatty() else Console(width=130)  # logs: do not squeeze the matrix
+    out.print(table)
     bad = [c for c in cells if c.problems]
     for c in bad:
         console.print(f"[red]{c.entry.name} under {c.setting}:[/red] " + "; ".join(c.problems))
     if bad:
         raise typer.Exit(1)
-    Console().print(f"[green]all {len(cells)} checks as expected[/green]: every hack passes only the graders "
+    out.print(f"[green]all {len(cells)} checks as expected[/green]: every hack passes only the graders "
                     "with its hole, is labelled with its type, and never gets an honest pass.")
