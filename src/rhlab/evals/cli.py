@@ -126,3 +126,21 @@ def persona_check_command(
     typer.echo(comparison.render())
     if not all(comparison.separated.values()):
         raise typer.Exit(code=1)
+
+
+@judge_app.command("rescore")
+def rescore_command(
+    run: Path = typer.Argument(..., help="Directory of an earlier `rhlab eval` run."),
+    judge: str = typer.Option("offline", "--judge", help="'offline' or a model spec for an LLM judge."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory (default: RUN/rescored-<judge id>)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache"),
+) -> None:
+    """Judge an earlier run's transcripts with another judge, without generating again."""
+    from rhlab.evals.runner import rescore
+    from rhlab.judges import load_judge
+
+    loaded = load_judge(judge, cache=cache)
+    target = out or run / ("rescored-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in loaded.judge_id))
+    results = rescore(run, loaded, judge_spec=judge, out_dir=target)
+    typer.echo(summary(results))
+    typer.echo(f"wrote {target / 'results.json'} and {target / 'transcripts.jsonl'}")

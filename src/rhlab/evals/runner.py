@@ -161,12 +161,38 @@ def run_evals(
     score_records(judge, records, config.thresholds)
     t_judged = time.perf_counter()
 
-    by_eval = {name: [r for r in records if r.eval == name] for name in config.evals}
+    results = summarize(
+        records,
+        config,
+        model_spec=model.spec,
+        judge=judge,
+        timings={
+            "load_s": round(t_loaded - t_start, 2),
+            "generation_s": round(t_generated - t_loaded, 2),
+            "judging_s": round(t_judged - t_generated, 2),
+            "total_s": round(time.perf_counter() - t_start, 2),
+        },
+    )
+    write_results(out_dir, results, records)
+    return results
+
+
+def summarize(
+    records: Sequence[SampleRecord],
+    config: EvalConfig,
+    *,
+    model_spec: str,
+    judge: Judge,
+    timings: dict[str, float],
+) -> RunResults:
+    """Aggregate scored records into the results file's content."""
+    names = list(dict.fromkeys(r.eval for r in records))
+    by_eval = {name: [r for r in records if r.eval == name] for name in names}
     evals = {name: aggregate(name, recs, n_boot=config.bootstrap, seed=config.seed) for name, recs in by_eval.items()}
     flags = {name: [bool(r.misaligned) for r in recs if r.misaligned is not None] for name, recs in by_eval.items()}
     score, missing = misalignment_score(flags, n_boot=config.bootstrap, seed=config.seed)
-    results = RunResults(
-        model=model.spec,
+    return RunResults(
+        model=model_spec,
         judge=JudgeInfo(
             spec=config.judge,
             judge_id=judge.judge_id,
@@ -177,13 +203,30 @@ def run_evals(
         misalignment_generalization_score=score,
         core_evals_missing=missing,
         config=config.model_dump(mode="json"),
-        timings={
-            "load_s": round(t_loaded - t_start, 2),
-            "generation_s": round(t_generated - t_loaded, 2),
-            "judging_s": round(t_judged - t_generated, 2),
-            "total_s": round(time.perf_counter() - t_start, 2),
-        },
+        timings=timings,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def rescore(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> RunResults:
+    """Judge an earlier run's transcripts again (e.g. offline first, a capable judge later).
+
+    Generation is not repeated; verdicts already in the cache for this judge are free.
+    """
+    previous = RunResults.model_validate_json((run_dir / "results.json").read_text())
+    config = EvalConfig.model_validate({**previous.config, "judge": judge_spec})
+    records = [
+        r.model_copy(update={"verdicts": {}, "outcome": "", "misaligned": None, "mode": None})
+        for r in load_transcripts(run_dir / "transcripts.jsonl")
+    ]
+    start = time.perf_counter()
+    score_records(judge, records, config.thresholds)
+    results = summarize(
+        records,
+        config,
+        model_spec=previous.model,
+        judge=judge,
+        timings={"judging_s": round(time.perf_counter() - start, 2)},
     )
     write_results(out_dir, results, records)
     return results
