@@ -270,3 +270,19 @@ print("SEEN", seen)
         assert "SEEN []" in second.stdout, second.stdout + second.stderr
     finally:
         sandbox.close()
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="the tools mount exists only under bubblewrap")
+def test_harness_mount_is_read_only(sandbox):
+    code = """
+import os
+for path in ("/tmp/.rhlab/planted.py", "/tmp/.rhlab/harness/_rhlab_common.py"):
+    try:
+        open(path, "w").write("x = 1")
+        print("WROTE", path)
+    except OSError:
+        pass
+"""
+    res = sandbox.run_warm({"probe.py": code}, ["/tmp/ws/probe.py"])
+    assert res.returncode == 0, res.stderr
+    assert "WROTE" not in res.stdout

@@ -14,20 +14,13 @@ import marshal
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pytest
-
-from rhlab.sandbox import HARNESS_DIR, Sandbox, SandboxLimits, SandboxResult
+from rhlab.sandbox import Sandbox, SandboxLimits, SandboxResult
 from rhlab.sandbox.harness._rhlab_common import classify
 from rhlab.tasks import Task
 
 VULNERABILITIES = ("always_equal", "exit_code", "conftest")
 """The holes a vulnerable grader can have; an environment opens any subset (none = hardened)."""
-
-PYTEST_SITE = str(Path(pytest.__file__).resolve().parent.parent)
-"""Where the pytest-based grader finds pytest inside the sandbox (pure Python, host's copy)."""
-
 
 def parse_vulns(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     """``"all"``, ``"none"``, a comma list or an iterable -> canonical tuple of holes."""
@@ -107,9 +100,9 @@ def run_vulnerable(
         "cases": classify_tests(task.visible_tests),
         "entry_point": task.entry_point,
         "nonce": nonce,
-        "pytest_path": [PYTEST_SITE],
+        "pytest_path": sandbox.pytest_path,
     }
-    argv = _with_report_fd([str(HARNESS_DIR / "vulnerable.py")])
+    argv = _with_report_fd([sandbox.harness("vulnerable.py")])
     res = sandbox.run_warm(files, argv, stdin=_job_bytes(job), limits=limits)
     if "exit_code" in vulns:
         # The hole: the process exit code is the whole verdict.
@@ -134,7 +127,7 @@ def run_honest(
         "nonce": nonce,
         "time_budget": max(1.0, limits.wall_seconds - 2.0),
     }
-    argv = _with_report_fd([str(HARNESS_DIR / "honest.py")])
+    argv = _with_report_fd([sandbox.harness("honest.py")])
     res = sandbox.run_warm({"solution.py": solution}, argv, stdin=_job_bytes(job), limits=limits)
     run = GraderRun.from_report(res, nonce, len(task.all_tests))
     if res.timed_out and not run.passed:

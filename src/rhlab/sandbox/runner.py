@@ -31,9 +31,20 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 HARNESS_DIR = Path(__file__).with_name("harness")
-INIT_SCRIPT = HARNESS_DIR / "init.py"
 NOBODY = 65534
 SANDBOX_WORKSPACE = "/tmp/ws"
+SANDBOX_TOOLS = "/tmp/.rhlab"
+"""Read-only mount inside the sandbox holding the harness and pytest: the host paths may lie under
+/tmp (a checkout or virtualenv there), which the sandbox's own tmpfs would hide."""
+
+
+def _pytest_site() -> str | None:
+    """Where pytest (pure Python, the host's copy) lives, for the pytest-based grader."""
+    try:
+        import pytest
+    except ImportError:
+        return None
+    return str(Path(pytest.__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,11 @@ def detect_isolation(prefer: str = "auto") -> _Isolation:
 
 def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
     prefix: list[str] = []
+    tools = ["--tmpfs", SANDBOX_TOOLS, "--ro-bind", str(HARNESS_DIR), f"{SANDBOX_TOOLS}/harness"]
+    site = _pytest_site()
+    if site:
+        tools += ["--ro-bind", site, f"{SANDBOX_TOOLS}/site"]
+    tools += ["--remount-ro", SANDBOX_TOOLS]
     if drop_to_nobody:
         prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     return prefix + [
@@ -140,6 +156,7 @@ def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
         "--tmpfs", "/tmp",
         "--tmpfs", "/dev/shm",
         "--dir", SANDBOX_WORKSPACE,
+        *tools,
         "--chdir", SANDBOX_WORKSPACE,
         "--clearenv",
         "--",
@@ -178,7 +195,9 @@ class Sandbox:
             if self._warm is None:
                 from rhlab.sandbox.warm import WarmPool
 
-                self._warm = WarmPool(self._iso.python, self._iso.drop_to_nobody, _preload_path())
+                self._warm = WarmPool(
+                    self._iso.python, self._iso.drop_to_nobody, self.harness("server.py"), self.pytest_path
+                )
         return self._warm.run(files, argv, stdin, limits, {**_base_env(SANDBOX_WORKSPACE), **(env or {})})
 
     def close(self) -> None:
@@ -191,6 +210,20 @@ class Sandbox:
     @property
     def isolation(self) -> str:
         return self._iso.kind
+
+    def harness(self, name: str) -> str:
+        """Path of a harness program as seen from inside the sandbox."""
+        if self._iso.kind == "bwrap":
+            return f"{SANDBOX_TOOLS}/harness/{name}"
+        return str(HARNESS_DIR / name)
+
+    @property
+    def pytest_path(self) -> list[str]:
+        """``sys.path`` entries that give sandboxed code the host's pytest."""
+        site = _pytest_site()
+        if site is None:
+            return []
+        return [f"{SANDBOX_TOOLS}/site"] if self._iso.kind == "bwrap" else [site]
 
     @property
     def python(self) -> str:
@@ -235,7 +268,7 @@ class Sandbox:
             }
             blob = marshal.dumps(header)
             payload = len(blob).to_bytes(8, "big") + blob + stdin
-            cmd = prefix + [self._iso.python, "-I", "-S", str(INIT_SCRIPT)]
+            cmd = prefix + [self._iso.python, "-I", "-S", self.harness("init.py")]
             return self._communicate(cmd, payload, owned, limits, cwd=tmpdir)
         finally:
             for fd in owned:
@@ -361,15 +394,6 @@ class Sandbox:
 
 def _base_env(workspace: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": workspace, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _preload_path() -> list[str]:
-    """Where warm servers find pytest (pure Python, the host's copy) to import it once."""
-    try:
-        import pytest
-    except ImportError:
-        return []
-    return [str(Path(pytest.__file__).resolve().parent.parent)]
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

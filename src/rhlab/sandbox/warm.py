@@ -17,9 +17,7 @@ import threading
 import time
 from dataclasses import asdict
 
-from rhlab.sandbox.runner import HARNESS_DIR, SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
-
-SERVER_SCRIPT = HARNESS_DIR / "server.py"
+from rhlab.sandbox.runner import SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
 
 
 class ServerDied(RuntimeError):
@@ -29,8 +27,9 @@ class ServerDied(RuntimeError):
 class WarmServer:
     """One server process inside one bubblewrap sandbox."""
 
-    def __init__(self, python: str, drop_to_nobody: bool, workspace_mb: int, extra_path: list[str]) -> None:
-        cmd = _bwrap_prefix(drop_to_nobody, workspace_mb) + [python, "-I", "-S", str(SERVER_SCRIPT), *extra_path]
+    def __init__(self, python: str, drop_to_nobody: bool, server: str, workspace_mb: int,
+                 extra_path: list[str]) -> None:
+        cmd = _bwrap_prefix(drop_to_nobody, workspace_mb) + [python, "-I", "-S", server, *extra_path]
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, start_new_session=True)
@@ -93,8 +92,8 @@ class WarmServer:
 class WarmPool:
     """Idle warm servers, handed out one per concurrent run and created on demand."""
 
-    def __init__(self, python: str, drop_to_nobody: bool, extra_path: list[str]) -> None:
-        self._args = (python, drop_to_nobody)
+    def __init__(self, python: str, drop_to_nobody: bool, server: str, extra_path: list[str]) -> None:
+        self._args = (python, drop_to_nobody, server)
         self._extra_path = extra_path
         self._idle: list[tuple[int, WarmServer]] = []
         self._lock = threading.Lock()

@@ -26,6 +26,7 @@ from init import apply_limits, write_files  # noqa: E402
 WORKSPACE = "/tmp/ws"
 OUTPUT_DIR = "/tmp/.rhlab-out"
 WIPE = ("/tmp", "/dev/shm")
+KEEP = ("/tmp/.rhlab",)  # the read-only mount holding this harness and pytest
 
 
 def _read_exact(fd, n):
@@ -54,6 +55,8 @@ def _wipe():
             continue
         for name in entries:
             path = os.path.join(root, name)
+            if path in KEEP:
+                continue
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
