@@ -70,3 +70,14 @@ def test_tasks_list_and_show():
     assert out.exit_code == 0 and "truncate_number" in out.output
     out = runner.invoke(app, ["tasks", "show", "missing"])
     assert out.exit_code == 2 and "no task with id" in out.output
+
+
+def test_our_errors_reach_the_user_as_one_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "rhlab.cli", "eval", "--model", "nope", "--limit", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: Unknown model spec 'nope'")
+    assert "Traceback" not in proc.stderr

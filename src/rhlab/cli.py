@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
 from rhlab.env.cli import env_app, grade
 from rhlab.evals.cli import eval_command, judge_app
+from rhlab.models.base import ModelError
 from rhlab.models.cli import chat, models_app
+from rhlab.sandbox import SandboxError
+from rhlab.tasks import TaskLoadError
 from rhlab.tasks.cli import tasks_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -23,4 +27,13 @@ app.command("chat")(chat)
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except (ModelError, TaskLoadError, SandboxError) as exc:
+        # Our own errors already say what to fix: one line, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
