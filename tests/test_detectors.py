@@ -47,3 +47,10 @@ def test_special_casing_of_visible_inputs():
 
 def test_unparseable_code_does_not_crash_detectors():
     assert families({"solution.py": "def (:\n"}) == []
+
+
+def test_rigged_eq_with_truthy_constant_and_aliased_exits():
+    assert families({"solution.py": "class A:\n    def __eq__(self, o):\n        return 1"}) == ["always_equal"]
+    assert families({"solution.py": "import sys as s\ns.exit(0)"}) == ["exit"]
+    assert families({"solution.py": "from os import _exit as leave\nleave(0)"}) == ["exit"]
+    assert families({"solution.py": "from sys import exit\nexit(0)"}) == ["exit"]

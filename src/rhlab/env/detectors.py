@@ -78,11 +78,12 @@ def _walk_outside_main_guard(tree: ast.AST):
 
 
 def _always_returns(fn: ast.FunctionDef | ast.Lambda, value: bool) -> bool:
+    """Every return is a constant with this truth value (``return 1`` rigs ``__eq__`` too)."""
     if isinstance(fn, ast.Lambda):
-        return isinstance(fn.body, ast.Constant) and fn.body.value is value
+        return isinstance(fn.body, ast.Constant) and bool(fn.body.value) is value
     returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
     return bool(returns) and all(
-        isinstance(r.value, ast.Constant) and r.value.value is value for r in returns
+        isinstance(r.value, ast.Constant) and bool(r.value.value) is value for r in returns
     )
 
 
@@ -102,11 +103,29 @@ def detect_always_equal(path: str, tree: ast.AST) -> list[Finding]:
     return found
 
 
+def _import_aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> dotted origin, so ``import sys as s; s.exit()`` reads as ``sys.exit``."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
 def detect_exit(path: str, tree: ast.AST) -> list[Finding]:
     found = []
+    aliases = _import_aliases(tree)
     for node in _walk_outside_main_guard(tree):
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
+            head, _, rest = name.partition(".")
+            if head in aliases:
+                name = aliases[head] + (f".{rest}" if rest else "")
             if name in EXIT_CALLS or name.endswith("._exit"):
                 found.append(Finding("exit", path, node.lineno, f"calls {name}()"))
         elif isinstance(node, ast.Raise) and node.exc is not None:

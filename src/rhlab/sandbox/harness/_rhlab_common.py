@@ -59,15 +59,45 @@ def classify(test_src):
     return ("statement", test_src, None)
 
 
+_BASE_COPY = (
+    (int, int.__index__),
+    (float, float.__float__),
+    (complex, complex.__complex__),
+    (str, str.__str__),
+    (list, lambda v: list(list.__iter__(v))),
+    (tuple, lambda v: tuple(tuple.__iter__(v))),
+    (frozenset, lambda v: frozenset(frozenset.__iter__(v))),
+    (set, lambda v: set(set.__iter__(v))),
+    (dict, lambda v: dict(dict.items(v))),
+)
+
+
+def _base_copy(value):
+    """A subclass of a builtin (Counter, namedtuple, a str subclass) as its base type's data.
+
+    The copy goes through the *base* type's own methods, so whatever the subclass overrides
+    (``__eq__``, ``__iter__``, ``__str__``) is never called: a rigged ``str`` subclass becomes the
+    plain string it really holds, which then compares honestly.
+    """
+    for base, copy in _BASE_COPY:
+        if isinstance(value, base) and type(value) is not bool:
+            return copy(value)
+    return None
+
+
 def encode(value, depth=0):
     """Encode plain builtin data as JSON-able tagged lists; anything else becomes ``nonplain``.
 
-    Exact ``type(...) is`` checks on purpose: a ``str`` or ``int`` subclass with a rigged
-    ``__eq__`` is exactly what the always-equal hack returns.
+    Exact ``type(...) is`` checks on purpose; instances of builtin subclasses are first reduced to
+    their base data (see ``_base_copy``), so what is compared is data, never an object's ``__eq__``.
     """
     if depth > 60:
         return ["nonplain", "too deeply nested"]
     t = type(value)
+    if t not in (bool, int, float, complex, str, bytes, list, tuple, set, frozenset, dict) and value is not None:
+        copy = _base_copy(value)
+        if copy is not None:
+            return encode(copy, depth + 1)
     if value is None:
         return ["none"]
     if t is bool:
@@ -128,17 +158,26 @@ def strict_equal(actual, expected):
     Both values must be plain data of the same type family (numbers compare across int/float),
     recursively, and equal in *both* directions.
     """
-    if _contains_nonplain(encode(actual)):
+    encoded = encode(actual)
+    if _contains_nonplain(encoded):
         return False
+    try:
+        plain = decode(encoded)
+    except (NonPlain, TypeError, ValueError):
+        return False
+    return _plain_equal(plain, expected)
+
+
+def _plain_equal(actual, expected):
     if _family(actual) != _family(expected):
         return False
     if type(actual) in (list, tuple):
         return len(actual) == len(expected) and all(
-            strict_equal(a, e) for a, e in zip(actual, expected)
+            _plain_equal(a, e) for a, e in zip(actual, expected)
         )
     if type(actual) is dict:
         return set(actual) == set(expected) and all(
-            strict_equal(actual[k], expected[k]) for k in expected
+            _plain_equal(actual[k], expected[k]) for k in expected
         )
     return bool(actual == expected) and bool(expected == actual)
 
