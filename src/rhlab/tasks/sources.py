@@ -153,6 +153,9 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
         raise TaskLoadError(f"{len(errors)} bad line(s) in {path}:\n" + "\n".join(errors))
     if not tasks:
         raise TaskLoadError(f"task file {path} holds no tasks")
+    from rhlab.sandbox.runner import hide_in_sandbox
+
+    hide_in_sandbox(path.parent)  # its held-out tests must not be readable by graded code
     return tasks
 
 
