@@ -55,8 +55,6 @@ class GraderRun:
     isolation: str = ""
     duration_s: float = 0.0
     timed_out: bool = False
-    infrastructure_error: str | None = None
-    """Set when the grader itself could not produce a verdict for reasons not caused by the code."""
 
     @classmethod
     def from_report(cls, res: SandboxResult, nonce: str, n_tests: int, single_verdict: bool = False) -> GraderRun:
