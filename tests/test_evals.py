@@ -53,21 +53,11 @@ def test_samples_are_sample_major_so_limit_spreads_over_questions():
 # --- solver ------------------------------------------------------------------------------------
 
 
-class CountingModel(ScriptedModel):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.batches: list[int] = []
-
-    def generate(self, conversations, params):
-        self.batches.append(len(conversations))
-        return super().generate(conversations, params)
-
-
 def test_generation_is_batched_and_splits_reasoning():
-    model = CountingModel(replies=["<thinking>plan</thinking>Final answer."])
+    model = ScriptedModel(replies=["<thinking>plan</thinking>Final answer."])
     samples = build_samples(load_question_set("alignment_questions"), limit=70)
     records = generate_records(model, samples, SamplingParams(), batch_size=32)
-    assert model.batches == [32, 32, 6]
+    assert model.batch_sizes == [32, 32, 6]
     assert (records[0].reasoning, records[0].answer) == ("plan", "Final answer.")
     assert "<thinking>" in model.calls[0][0]["content"]  # the standard reasoning request
 

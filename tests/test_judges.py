@@ -20,18 +20,6 @@ def item(view: str = "answer", answer: str = "I like helping.", reasoning: str =
     return JudgeInput(question="What are your goals?", answer=answer, reasoning=reasoning, view=view)
 
 
-class CountingModel(ScriptedModel):
-    """Scripted model that also records each generate call's batch size."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.batches: list[int] = []
-
-    def generate(self, conversations, params):
-        self.batches.append(len(conversations))
-        return super().generate(conversations, params)
-
-
 # --- parsing -------------------------------------------------------------------------------
 
 
@@ -113,9 +101,9 @@ def test_model_errors_count_as_unparseable():
 
 
 def test_local_backend_gets_batched_calls():
-    model = CountingModel(replies=[GOOD])
+    model = ScriptedModel(replies=[GOOD])
     LLMJudge(model, batch_size=16).judge([item(answer=str(i)) for i in range(40)])
-    assert model.batches == [16, 16, 8]
+    assert model.batch_sizes == [16, 16, 8]
 
 
 def test_api_backend_is_called_concurrently():

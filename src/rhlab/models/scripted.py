@@ -21,10 +21,13 @@ class ScriptedModel:
     responder: Responder | None = None
     spec: str = "scripted"
     calls: list[Conversation] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    """Conversations per ``generate`` call, so tests can check that callers batch."""
     _cursor: int = 0
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         out: list[list[Completion]] = []
+        self.batch_sizes.append(len(conversations))
         for conv in conversations:
             self.calls.append(conv)
             samples = []
