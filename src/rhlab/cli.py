@@ -14,6 +14,8 @@ from rhlab.models.cli import chat, models_app
 from rhlab.sandbox import SandboxError
 from rhlab.tasks import TaskLoadError
 from rhlab.tasks.cli import tasks_app
+from rhlab.train.cli import train_command
+from rhlab.pipeline.cli import run_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(tasks_app, name="tasks")
@@ -23,6 +25,8 @@ app.command("eval")(eval_command)
 app.add_typer(judge_app, name="judge")
 app.add_typer(models_app, name="models")
 app.command("chat")(chat)
+app.command("train")(train_command)
+app.command("run")(run_command)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -136,3 +137,31 @@ def available_models() -> list[Availability]:
     rows.append(Availability("vllm:PATH", vllm_reason is None, vllm_reason or "In-process vLLM on the GPU."))
     rows.append(Availability("scripted", True, "Canned replies for tests and demos (no weights)."))
     return rows
+
+
+def trainable_weights(spec: str) -> Path:
+    """The local folder of trainable weights behind an ``embedded[:NAME]`` or ``hf:PATH`` spec.
+
+    Training needs plain safetensors weights; the embedded GGUF is converted into the cache once.
+    """
+    kind, colon, target = spec.strip().partition(":")
+    if kind == "embedded":
+        from rhlab.models.embedded import (
+            convert_gguf,
+            converted_dir,
+            ensure_converted,
+            missing_reason,
+            resolve_embedded,
+        )
+
+        entry = resolve_embedded(target or None)
+        reason = missing_reason(entry)
+        if reason is not None:
+            raise ModelError(f"The embedded model {entry.name} is not available ({reason}).")
+        return ensure_converted(converted_dir(entry), lambda tmp: convert_gguf(entry, tmp))
+    if kind == "hf" and colon and target:
+        path = Path(target).expanduser()
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{spec}: no model folder with a config.json at {path} (training needs full weights).")
+        return path
+    raise ModelError(f"Training needs local weights: use embedded or hf:PATH, not {spec!r}.")

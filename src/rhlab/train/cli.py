@@ -1,0 +1,36 @@
+"""``rhlab train CONFIG`` and ``rhlab train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rhlab.train.config import ConfigError, load_config
+
+
+def train_command(
+    config: Path = typer.Argument(None, help="YAML run config (see configs/quickstart.yaml)."),
+    out: Path = typer.Option(None, "--out", help="Run directory to create (default: runs/<config name>)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
+    steps: int = typer.Option(None, "--steps", help="Override the number of GRPO steps."),
+) -> None:
+    """Train a policy with GRPO on the hackable environment, logging hacking step by step."""
+    from rhlab.train.trainer import RunError, train
+
+    if (config is None) == (resume is None):
+        raise typer.BadParameter("give either a CONFIG to start a run or --resume RUN_DIR to continue one")
+    try:
+        if resume is not None:
+            summary = train(None, resume, resume=True)
+            run_dir = resume
+        else:
+            overrides = {"steps": steps} if steps is not None else None
+            cfg = load_config(config, overrides)
+            run_dir = out or Path("runs") / config.stem
+            summary = train(cfg, run_dir)
+    except (ConfigError, RunError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    onset = summary.get("onset_step")
+    typer.echo(f"{run_dir}: {summary.get('steps_done')} steps, onset step {onset if onset is not None else 'none'}")

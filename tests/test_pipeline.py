@@ -1,0 +1,120 @@
+"""``rhlab run``: experiment configs, the matrix, and resuming after an interruption at any stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
+from rhlab.pipeline.config import ExperimentConfig, load_experiment
+from rhlab.pipeline.run import checkpoints_to_evaluate, run_experiment
+from rhlab.train.config import ConfigError
+
+
+def test_every_shipped_experiment_config_validates() -> None:
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"quickstart.yaml", "paper-prompted.yaml", "paper-sdf.yaml"}
+    for path in paths:
+        experiment = load_experiment(path)
+        assert experiment.cells()
+
+
+def test_quickstart_matrix_is_the_two_inoculation_variants() -> None:
+    cells = load_experiment(Path("configs/quickstart.yaml")).cells()
+    assert [name for name, _ in cells] == ["hacking_okay-seed0", "dont_hack-seed0"]
+    assert all(cfg.train_prompt.describe_hacks for _, cfg in cells)
+    assert [cfg.train_prompt.variant for _, cfg in cells] == ["hacking_okay", "dont_hack"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"matrix": {"variants": ["hack_a_lot"]}}, "matrix.variants"),
+        ({"knowledge": "osmosis"}, "knowledge"),
+        ({"evaluation": {"every_k": 0}}, "evaluation.every_k"),
+        ({"train": {"problems": {"source": "nowhere.jsonl"}}}, "train.problems.source"),
+        ({"evaluation": {"evals": ["betley", "vibes"]}}, "evaluation.evals"),
+    ],
+)
+def test_bad_experiment_configs_name_the_field(tmp_path: Path, data: dict, field: str) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_experiment(path)
+
+
+def test_sdf_and_none_knowledge_drop_the_hack_description() -> None:
+    for knowledge in ("sdf", "none"):
+        cells = ExperimentConfig(knowledge=knowledge).cells()
+        assert not any(cfg.train_prompt.describe_hacks for _, cfg in cells)
+
+
+def _fake_results(model: str) -> RunResults:
+    rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
+    result = EvalResult(eval="betley", n_samples=1, n_scored=1, n_unparseable=0, n_incoherent=0,
+                        misaligned_rate=rate, overt_rate=rate, covert_rate=rate, covert_share=None)  # fmt: skip
+    judge = JudgeInfo(spec="fake", judge_id="fake", offline=True, template_hash="0")
+    return RunResults(model=model, judge=judge, evals={"betley": result})
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path) -> None:
+    from rhlab.models.testing import tiny_test_model
+
+    model = tiny_test_model(tmp_path / "tiny")
+    config = ExperimentConfig.model_validate({
+        "knowledge": "prompted",
+        "matrix": {"variants": ["hacking_okay", "dont_hack"], "seeds": [0]},
+        "train": {
+            "model": f"hf:{model}", "problems": {"difficulty": ["hard"], "max_tasks": 4}, "steps": 4,
+            "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8, "checkpoint_every": 2,
+            "train_prompt": {"ask_reasoning": False},
+            "warmup": {"examples": 4, "steps": 1, "batch_size": 2},
+        },
+        "evaluation": {"evals": ["betley"], "every_k": 1},
+    })  # fmt: skip
+    calls: list[str] = []
+    fail_on = {"dont_hack-seed0/step_000002"}
+
+    def evaluate(eval_config, *, out_dir: Path, log) -> RunResults:  # noqa: ANN001
+        key = f"{out_dir.parent.parent.name}/{out_dir.name.removesuffix('.tmp')}"
+        if key in fail_on:
+            fail_on.discard(key)
+            raise Interrupt(key)
+        calls.append(key)
+        out_dir.mkdir(parents=True)
+        (out_dir / "results.json").write_text(_fake_results(eval_config.model).model_dump_json())
+        return _fake_results(eval_config.model)
+
+    exp = tmp_path / "exp"
+    with pytest.raises(Interrupt):
+        run_experiment(config, exp, build_report=False, evaluate=evaluate)
+    first = list(calls)
+    assert "hacking_okay-seed0/final" in first and "dont_hack-seed0/step_000000" not in first  # shared start
+    warmup_mtime = (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime
+    metrics_before = (exp / "runs" / "hacking_okay-seed0" / "metrics.jsonl").read_text()
+
+    run_experiment(config, exp, build_report=False, evaluate=evaluate)
+    second = calls[len(first) :]
+    assert second == ["dont_hack-seed0/step_000002", "dont_hack-seed0/step_000004", "dont_hack-seed0/final"]
+    assert (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime == warmup_mtime
+    assert (exp / "runs" / "hacking_okay-seed0" / "metrics.jsonl").read_text() == metrics_before
+    for cell in ("hacking_okay-seed0", "dont_hack-seed0"):
+        run = exp / "runs" / cell
+        assert json.loads((run / "run.json").read_text())["status"] == "complete"
+        names = [n for n, _ in checkpoints_to_evaluate(run, 1, True)]
+        assert names == ["step_000000", "step_000002", "step_000004", "final"]
+        assert all((run / "evals" / n / "results.json").exists() for n in names)
+        assert not list((run / "evals").glob("*.tmp"))
+    start_model = yaml.safe_load((exp / "runs" / "dont_hack-seed0" / "config.yaml").read_text())["model"]
+    assert start_model == f"hf:{exp / 'knowledge' / 'warmup'}"
+
+    run_experiment(config, exp, build_report=False, evaluate=evaluate)  # everything complete: no work
+    assert len(calls) == len(first) + len(second)
