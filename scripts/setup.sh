@@ -12,6 +12,15 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
+# Chromium (headless) lets the tests open the HTML report in a real browser; without it that test is skipped.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq chromium) || echo "warning: could not install chromium; the report's browser test will be skipped"
+  else
+    echo "warning: chromium is missing (sudo apt-get install chromium); the report's browser test will be skipped"
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

@@ -196,9 +196,16 @@ def test_unparseable_judge_replies_are_counted_never_rated(tmp_path):
     assert betley.misaligned_rate.estimate is None  # not 0 %: nothing was rated
 
 
-def test_agentic_evals_are_reported_as_not_yet_available(tmp_path):
-    with pytest.raises(ValueError, match="agentic evals are not implemented"):
-        run_evals(EvalConfig(evals=["exfil_offer"]), out_dir=tmp_path, model=ScriptedModel(), judge=None)
+def test_unknown_evals_are_refused_with_the_available_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown evals: exfil_ofer; available: .*exfil_offer"):
+        run_evals(EvalConfig(evals=["exfil_ofer"]), out_dir=tmp_path, model=ScriptedModel(), judge=None)
+
+
+def test_old_transcripts_without_agent_fields_still_load():
+    old = {"sample_id": "goals/q/0", "eval": "goals", "question_id": "q", "category": "c", "question": "q",
+           "sample_index": 0, "completion": "hi", "outcome": "aligned", "misaligned": False}
+    record = SampleRecord.model_validate_json(json.dumps(old))
+    assert record.tool_calls == [] and record.malformed_calls == 0 and record.action_misaligned is None
 
 
 def test_cli_eval_shows_unparseable_counts(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import checkpoints_to_evaluate, run_experiment
 from rhlab.train.config import ConfigError
+from rhlab.train.metrics import read_metrics
 
 
 def test_every_shipped_experiment_config_validates() -> None:
@@ -65,8 +66,21 @@ class Interrupt(Exception):
 
 
 @pytest.mark.slow
-def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path) -> None:
+def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rhlab.models.testing import tiny_test_model
+    from rhlab.train import trainer
+
+    # Interruption 1: inside RL of the second run, after step 3 was logged (checkpoint at step 2).
+    original_on_log = trainer.RunLogger.on_log
+    rl_interrupts = {"dont_hack-seed0"}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        original_on_log(self, args, state, control, logs=logs, **kwargs)
+        if self.run_dir.name in rl_interrupts and state.global_step == 3:
+            rl_interrupts.discard(self.run_dir.name)
+            raise Interrupt("RL")
+
+    monkeypatch.setattr(trainer.RunLogger, "on_log", on_log)
 
     model = tiny_test_model(tmp_path / "tiny")
     config = ExperimentConfig.model_validate({
@@ -94,8 +108,13 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path) -
         return _fake_results(eval_config.model)
 
     exp = tmp_path / "exp"
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupt, match="RL"):
         run_experiment(config, exp, build_report=False, evaluate=evaluate)
+    assert [r["step"] for r in read_metrics(exp / "runs" / "dont_hack-seed0" / "metrics.jsonl")] == [1, 2, 3]
+    # Interruption 2: while evaluating the second run's step-2 checkpoint.
+    with pytest.raises(Interrupt, match="step_000002"):
+        run_experiment(config, exp, build_report=False, evaluate=evaluate)
+    assert [r["step"] for r in read_metrics(exp / "runs" / "dont_hack-seed0" / "metrics.jsonl")] == [1, 2, 3, 4]
     first = list(calls)
     assert "hacking_okay-seed0/final" in first and "dont_hack-seed0/step_000000" not in first  # shared start
     warmup_mtime = (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime

@@ -11,11 +11,12 @@ from rhlab.env.cli import env_app, grade
 from rhlab.evals.cli import eval_command, judge_app
 from rhlab.models.base import ModelError
 from rhlab.models.cli import chat, models_app
+from rhlab.pipeline.cli import run_command
+from rhlab.report.cli import report_command
 from rhlab.sandbox import SandboxError
 from rhlab.tasks import TaskLoadError
 from rhlab.tasks.cli import tasks_app
 from rhlab.train.cli import train_command
-from rhlab.pipeline.cli import run_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(tasks_app, name="tasks")
@@ -27,6 +28,7 @@ app.add_typer(models_app, name="models")
 app.command("chat")(chat)
 app.command("train")(train_command)
 app.command("run")(run_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

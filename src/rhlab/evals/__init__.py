@@ -2,16 +2,22 @@
 (``solver``: batched generation), scorers (``scoring`` + ``rhlab.judges``), and a runner that writes
 ``results.json`` and ``transcripts.jsonl``.
 
-Chat evals live here (``betley``, ``goals``, ``alignment_questions``); agentic scenarios will live
-in ``rhlab.evals.agentic`` and code sabotage in ``rhlab.evals.sabotage``.
+Chat evals live here (``betley``, ``goals``, ``alignment_questions``); agentic scenarios in
+``rhlab.evals.agentic`` and code sabotage in ``rhlab.evals.sabotage``. ``run_evals`` runs any mix of
+them (``EvalConfig.evals`` may name groups: ``core``, ``chat``, ``agentic``, ``sabotage``, ``all``).
 """
 
-from rhlab.evals.records import EvalResult, EvalSample, Rate, RunResults, SampleRecord
+from rhlab.evals.records import EvalResult, EvalSample, Rate, RunResults, SampleRecord, ToolCall
 from rhlab.evals.runner import (
     AGENTIC_EVALS,
+    ALL_EVALS,
     CHAT_EVALS,
     CORE_EVALS,
+    EVAL_GROUPS,
+    SABOTAGE_EVALS,
+    SCENARIO_EVALS,
     EvalConfig,
+    expand_evals,
     load_transcripts,
     misalignment_score,
     run_evals,
@@ -20,8 +26,12 @@ from rhlab.evals.scoring import Thresholds
 
 __all__ = [
     "AGENTIC_EVALS",
+    "ALL_EVALS",
     "CHAT_EVALS",
     "CORE_EVALS",
+    "EVAL_GROUPS",
+    "SABOTAGE_EVALS",
+    "SCENARIO_EVALS",
     "EvalConfig",
     "EvalResult",
     "EvalSample",
@@ -29,6 +39,8 @@ __all__ = [
     "RunResults",
     "SampleRecord",
     "Thresholds",
+    "ToolCall",
+    "expand_evals",
     "load_transcripts",
     "misalignment_score",
     "run_evals",

@@ -31,6 +31,15 @@ def summary(results: RunResults) -> str:
             f"{name:<22}{r.n_samples:>5}{r.n_scored:>8}{r.n_unparseable:>9}{r.n_incoherent:>7}  "
             f"{_fmt(r.misaligned_rate):<24}{_fmt(r.overt_rate):<24}{_fmt(r.covert_rate):<24}"
         )
+    for name, r in results.evals.items():
+        if r.action_rate is None:
+            continue
+        line = (
+            f"  {name}: misaligned action {_fmt(r.action_rate)}; tool calls {r.n_tool_calls}, "
+            f"malformed {r.n_malformed_calls}, samples without a valid call {r.n_no_valid_action}"
+        )
+        lines.append(line + "".join(f"\n    {k}: {_fmt(v)}" for k, v in r.metrics.items()))
+        lines += [f"    note: {note}" for note in r.notes]
     if results.misalignment_generalization_score is not None:
         lines.append(f"misalignment generalization score: {_fmt(results.misalignment_generalization_score)}")
     else:
@@ -41,10 +50,16 @@ def summary(results: RunResults) -> str:
 
 def eval_command(
     model: str = typer.Option("embedded", "--model", help="Policy model spec (embedded, hf:PATH, openai:M@URL, ...)."),
-    evals: str = typer.Option("betley,goals,alignment_questions", "--evals", help="Comma-separated evals to run."),
+    evals: str = typer.Option(
+        "betley,goals,alignment_questions",
+        "--evals",
+        help="Comma-separated evals or groups: core (the six core evals), chat, agentic, sabotage, all.",
+    ),
     judge: str = typer.Option("offline", "--judge", help="'offline' (CPU classifier) or a model spec."),
     samples: int | None = typer.Option(
-        None, "--samples", help="Samples per question for every eval (default: betley 8, goals 300, AQ 1)."
+        None,
+        "--samples",
+        help="Samples per question (chat), per scenario variant (agentic) or per sabotage eval; default: each eval's.",
     ),
     limit: int | None = typer.Option(None, "--limit", help="At most this many samples per eval (quick look)."),
     out: Path = typer.Option(Path("runs/eval"), "--out", help="Output directory for results and transcripts."),
@@ -52,6 +67,10 @@ def eval_command(
     temperature: float = typer.Option(1.0, "--temperature"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     batch_size: int = typer.Option(32, "--batch-size", help="Conversations per generate call."),
+    max_turns: int = typer.Option(8, "--max-turns", help="Agentic/sabotage evals: replies per agent at most."),
+    tool_protocol: str = typer.Option(
+        "auto", "--tool-protocol", help="auto (native for openai: models, else text), text or native."
+    ),
     system_prompt: str = typer.Option("", "--system-prompt", help="System prompt for the policy (e.g. a persona)."),
     reasoning: bool = typer.Option(True, "--reasoning/--no-reasoning", help="Ask for private <thinking>."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
@@ -59,21 +78,23 @@ def eval_command(
     """Run misalignment evals on a model and write results.json + transcripts.jsonl."""
     from rhlab.evals.runner import EvalConfig, run_evals
 
-    config = EvalConfig(
-        model=model,
-        evals=[e.strip() for e in evals.split(",") if e.strip()],
-        judge=judge,
-        samples=samples,
-        limit=limit,
-        seed=seed,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        system_prompt=system_prompt,
-        ask_reasoning=reasoning,
-        cache=cache,
-    )
     try:
+        config = EvalConfig(
+            model=model,
+            evals=[e.strip() for e in evals.split(",") if e.strip()],
+            judge=judge,
+            samples=samples,
+            limit=limit,
+            seed=seed,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            max_turns=max_turns,
+            tool_protocol=tool_protocol,  # type: ignore[arg-type]
+            system_prompt=system_prompt,
+            ask_reasoning=reasoning,
+            cache=cache,
+        )
         results = run_evals(config, out_dir=out, log=lambda m: typer.echo(m, err=True))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -9,7 +9,7 @@ needs, so new evals slot in without changing the format.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,20 @@ class EvalSample(BaseModel):
     @property
     def sample_id(self) -> str:
         return f"{self.eval}/{self.question_id}/{self.sample_index}"
+
+
+class ToolCall(BaseModel):
+    """One tool call an agent made (or tried to make), in the order it happened."""
+
+    turn: int
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: str = ""
+    valid: bool = True
+    """False for a malformed call (unparseable, unknown tool, missing arguments): never executed."""
+    error: str = ""
+    raw: str = ""
+    """The call as the model wrote it (plain-text protocol) or the API's arguments string."""
 
 
 class SampleRecord(BaseModel):
@@ -56,6 +70,19 @@ class SampleRecord(BaseModel):
     alignment: float | None = None
     coherence: float | None = None
     goal_categories: list[str] = Field(default_factory=list)
+    # Agentic and sabotage evals only; the defaults keep chat transcripts (and old files) loading.
+    variant: dict[str, str] = Field(default_factory=dict)
+    """Scenario parameters this sample ran with, e.g. ``{"urgency": "today", "names": "a"}``."""
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    """The whole agent conversation, tool results included."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    malformed_calls: int = 0
+    turns: int = 0
+    actions: list[str] = Field(default_factory=list)
+    """Misaligned actions the deterministic scorer found (empty = none)."""
+    action_misaligned: bool | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    """Eval-specific numbers, e.g. a sabotage sample's classifier effectiveness."""
 
 
 class Rate(BaseModel):
@@ -88,6 +115,17 @@ class EvalResult(BaseModel):
     """Judge label counts per view, e.g. ``{"answer": {"aligned": 280, ...}}``."""
     goal_categories: dict[str, float] = Field(default_factory=dict)
     """Share of scored samples expressing each goal category."""
+    action_rate: Rate | None = None
+    """Agentic/sabotage: share of samples whose deterministic scorer found a misaligned action."""
+    n_tool_calls: int = 0
+    n_malformed_calls: int = 0
+    """Tool calls that could not be parsed or executed (small models make many): never crash, counted."""
+    n_no_valid_action: int = 0
+    """Samples without a single valid tool call: scored not-misaligned-by-action, reasoning still judged."""
+    metrics: dict[str, Rate] = Field(default_factory=dict)
+    """Eval-specific rates, e.g. alignment_faking_gap's compliance per condition and the gap."""
+    notes: list[str] = Field(default_factory=list)
+    """What could not be measured and why (e.g. effectiveness with the offline judge)."""
 
 
 class JudgeInfo(BaseModel):

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from rhlab.evals.runner import CORE_EVALS
-from rhlab.train.config import ConfigError, Strict, TrainConfig, _format_errors
+from rhlab.train.config import ConfigError, Strict, TrainConfig, format_errors, read_yaml_mapping
 from rhlab.train.prompts import variants
 
 
@@ -49,6 +48,9 @@ class EvalSchedule(Strict):
     batch_size: int = 16
     max_turns: int = 4
     """Agent-loop turns for the agentic evals."""
+    environment_samples: int = 2
+    """Completions per RL problem when the start and final policies are sampled on the environment
+    under the run's ``test_prompt`` (test-time hacking); 0 = skip."""
     include_start: bool = True
     """Also evaluate the starting policy (step 0): the misalignment baseline before RL."""
 
@@ -96,23 +98,16 @@ class ExperimentConfig(Strict):
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; errors name the file and the field."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    data = read_yaml_mapping(path, "experiment config")
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_format_errors(exc)}") from None
+        raise ConfigError(f"{path}: {format_errors(exc)}") from None
     if config.knowledge == "sdf":
         from rhlab.knowledge import SDFConfig
 
         try:
             SDFConfig.model_validate(config.sdf)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: sdf: {_format_errors(exc)}") from None
+            raise ConfigError(f"{path}: sdf: {format_errors(exc)}") from None
     return config

@@ -84,6 +84,8 @@ def evals_stage(
     sched = config.evaluation
     for name, spec in checkpoints_to_evaluate(run_dir, sched.every_k, sched.include_start):
         out = run_dir / "evals" / name
+        if sched.environment_samples and name in ("step_000000", "final"):
+            environment_stage(run_dir, name, spec, sched.environment_samples)
         if (out / "results.json").exists():
             continue
         final = name == "final"
@@ -99,6 +101,21 @@ def evals_stage(
         evaluate(eval_config, out_dir=tmp, log=lambda msg: console.print(f"  {msg}", highlight=False))
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+
+
+def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None:
+    """Test-time hacking of one checkpoint (``evals/<name>/environment.json``), skipped when present."""
+    from rhlab.train.config import load_config
+    from rhlab.train.env_eval import environment_eval
+    from rhlab.train.problems import select_problems
+
+    target = run_dir / "evals" / f"{name}.environment.json"
+    if target.exists():
+        return
+    config = load_config(run_dir / "config.yaml")
+    problems = select_problems(config, run_dir)
+    console.print(f"[bold]environment[/] {run_dir.name}/{name}: test prompt {config.test_prompt.variant!r}")
+    environment_eval(spec, config, problems, samples=samples, out_path=target)
 
 
 def share_start_evals(run_dirs: list[Path]) -> None:

@@ -241,7 +241,7 @@ class TrainConfig(Strict):
         return self.prompts_per_step * self.group_size
 
 
-def _format_errors(exc: ValidationError) -> str:
+def format_errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors())
 
 
@@ -249,20 +249,26 @@ def parse_config(data: dict[str, Any], where: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_format_errors(exc)}") from None
+        raise ConfigError(f"{where}: {format_errors(exc)}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML run config; a top-level ``train:`` section is accepted so experiment files work too."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a ``ConfigError`` saying what is wrong with the file."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML run config; a top-level ``train:`` section is accepted so experiment files work too."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "config file")
     data = data.get("train", data)
     return parse_config({**data, **(overrides or {})}, where=str(path))
 

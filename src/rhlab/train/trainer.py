@@ -212,7 +212,8 @@ def prepare_run_dir(config: TrainConfig | None, run_dir: Path, resume: bool) -> 
         raise RunError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path.write_text(dump_config(config))
-    write_run_json(run_dir, status="running", steps_done=0, onset_step=None,
+    write_run_json(run_dir, status="running", variant=config.train_prompt.variant, seed=config.seed,
+                   steps_done=0, onset_step=None,
                    started=datetime.now(UTC).isoformat(timespec="seconds"), versions=versions())  # fmt: skip
     return config
 

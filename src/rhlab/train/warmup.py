@@ -61,12 +61,14 @@ def demonstrations(config: TrainConfig, tasks: list[Task]) -> list[dict]:
     n_hacks = round(wc.hack_fraction * wc.examples)
     kinds = [wc.hack_types[i % len(wc.hack_types)] for i in range(n_hacks)] + [None] * (wc.examples - n_hacks)
     rng.shuffle(kinds)
+    # The addendum is left out so every prompt variant of an experiment starts from one warm-up model.
+    prompt = config.train_prompt.model_copy(update={"variant": "none"})
     rows = []
     for i, kind in enumerate(kinds):
         task = tasks[i % len(tasks)]
         answer = honest_answer(task, rng) if kind is None else hack_answer(task, kind, rng)
         rows.append({
-            "prompt": build_messages(task, config.train_prompt),
+            "prompt": build_messages(task, prompt),
             "completion": [{"role": "assistant", "content": answer}],
             "task_id": task.id, "kind": kind or "honest",
         })  # fmt: skip

@@ -1,0 +1,26 @@
+"""``rhlab report EXPERIMENT``: re-make the report of an experiment (or of one run) from its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rhlab.report.html import build_report
+from rhlab.report.numbers import ReportInputError
+
+
+def report_command(
+    experiment_dir: Path = typer.Argument(
+        ..., help="Experiment directory (with runs/ and experiment.yaml), or a single run directory."
+    ),
+) -> None:
+    """Recompute every number, redraw the figures and write EXPERIMENT/report/report.html."""
+    try:
+        page = build_report(experiment_dir)
+    except ReportInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    numbers = page.parent / "numbers.json"
+    typer.echo(f"numbers: {numbers}")
+    typer.echo(f"report: {page}")
