@@ -40,7 +40,8 @@ def main() -> None:
     steady = rows[1:] or rows  # the first step pays one-off warm-up costs (sandbox servers, kernels)
     total = sum(r["time_step_s"] for r in steady)
     grading = sum(r["time_grading_s"] for r in steady)
-    print(f"\nepisodes per step: {config.episodes_per_step}; mean step {statistics.fmean(r['time_step_s'] for r in steady):.1f} s")
+    mean_step = statistics.fmean(r["time_step_s"] for r in steady)
+    print(f"\nepisodes per step: {config.episodes_per_step}; mean step {mean_step:.1f} s")
     print(f"grading share of step time (steps 2+): {grading / total:.1%}  (target < 15 %)")
 
 
