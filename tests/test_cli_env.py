@@ -81,3 +81,17 @@ def test_our_errors_reach_the_user_as_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: Unknown model spec 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_eval_group_runs_its_subcommand_without_the_default_evals(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "rhlab.cli", "eval", "hack-knowledge", "--model", "nope",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: Unknown model spec 'nope'")
+    assert not (tmp_path / "results.json").exists()
+    runner = CliRunner()
+    listed = runner.invoke(app, ["eval", "--help"])
+    assert "hack-knowledge" in listed.output and "--evals" in listed.output

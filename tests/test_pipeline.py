@@ -122,14 +122,14 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
 
     run_experiment(config, exp, build_report=False, evaluate=evaluate)
     second = calls[len(first) :]
-    assert second == ["dont_hack-seed0/step_000002", "dont_hack-seed0/step_000004", "dont_hack-seed0/final"]
+    assert second == ["dont_hack-seed0/step_000002", "dont_hack-seed0/final"]  # final supersedes step 4
     assert (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime == warmup_mtime
     assert (exp / "runs" / "hacking_okay-seed0" / "metrics.jsonl").read_text() == metrics_before
     for cell in ("hacking_okay-seed0", "dont_hack-seed0"):
         run = exp / "runs" / cell
         assert json.loads((run / "run.json").read_text())["status"] == "complete"
         names = [n for n, _ in checkpoints_to_evaluate(run, 1, True)]
-        assert names == ["step_000000", "step_000002", "step_000004", "final"]
+        assert names == ["step_000000", "step_000002", "final"]
         assert all((run / "evals" / n / "results.json").exists() for n in names)
         assert not list((run / "evals").glob("*.tmp"))
     start_model = yaml.safe_load((exp / "runs" / "dont_hack-seed0" / "config.yaml").read_text())["model"]

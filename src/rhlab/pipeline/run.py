@@ -28,21 +28,19 @@ console = Console(stderr=True)
 
 def knowledge_stage(config: ExperimentConfig, exp_dir: Path) -> str | None:
     """Build the shared starting policy; returns its ``hf:`` spec (None: train from ``train.model``)."""
-    from rhlab.models.loading import trainable_weights
-
-    base = trainable_weights(config.train.model)
     if config.knowledge == "sdf":
         from rhlab.knowledge import SDFConfig, train_sdf
 
         console.print("[bold]knowledge[/]: synthetic-document fine-tuning")
-        out = train_sdf(SDFConfig.model_validate(config.sdf), f"hf:{base}", exp_dir / "knowledge" / "sdf")
+        out = train_sdf(SDFConfig.model_validate(config.sdf), config.train.model, exp_dir / "knowledge" / "sdf")
         return f"hf:{out}"
     if config.train.warmup is not None:
+        from rhlab.models.loading import trainable_weights
         from rhlab.train.warmup import run_warmup
 
         console.print("[bold]knowledge[/]: supervised warm-up")
         _, first = config.cells()[0]
-        out = run_warmup(first, base, exp_dir / "knowledge" / "warmup")
+        out = run_warmup(first, trainable_weights(config.train.model), exp_dir / "knowledge" / "warmup")
         return f"hf:{out}"
     return None
 
@@ -64,8 +62,11 @@ def rl_stage(name: str, cell: TrainConfig, run_dir: Path) -> None:
 def checkpoints_to_evaluate(run_dir: Path, every_k: int, include_start: bool) -> list[tuple[str, str]]:
     """(eval directory name, model spec): the start, every k-th snapshot, and the final policy."""
     snaps = sorted(p for p in (run_dir / "snapshots").glob("step_*") if p.is_dir())
-    chosen = [(p.name, f"hf:{p}") for p in snaps[every_k - 1 :: every_k]]
     final = run_dir / "snapshots" / "final"
+    if final.is_dir():  # the final policy supersedes a snapshot of the same (last) step
+        steps_done = json.loads((run_dir / "run.json").read_text()).get("steps_done")
+        snaps = [p for p in snaps if int(p.name.split("_")[1]) != steps_done]
+    chosen = [(p.name, f"hf:{p}") for p in snaps[every_k - 1 :: every_k]]
     if final.is_dir():
         chosen.append(("final", f"hf:{final}"))
     if include_start:
