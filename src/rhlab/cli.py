@@ -22,7 +22,6 @@ from rhlab.tasks.cli import tasks_app
 from rhlab.train.cli import train_command
 
 
-
 def group_with_default(command: Callable[..., None], help: str) -> typer.Typer:
     """A command group that runs ``command`` (with its own options) when no sub-command is named.
 
