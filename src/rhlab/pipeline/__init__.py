@@ -1,6 +1,9 @@
-"""One command from knowledge to report: ``ExperimentConfig`` + ``run_experiment`` (``rhlab run``)."""
+"""One command from knowledge to report: ``ExperimentConfig`` + ``run.run_experiment`` (``rhlab run``).
+
+``run_experiment`` lives in ``rhlab.pipeline.run``; it is not imported here so that the command line
+starts without loading torch and transformers.
+"""
 
 from rhlab.pipeline.config import EvalSchedule, ExperimentConfig, MatrixConfig, load_experiment
-from rhlab.pipeline.run import run_experiment
 
-__all__ = ["EvalSchedule", "ExperimentConfig", "MatrixConfig", "load_experiment", "run_experiment"]
+__all__ = ["EvalSchedule", "ExperimentConfig", "MatrixConfig", "load_experiment"]

@@ -5,7 +5,14 @@
 inlined and a transcript browser; ``cli.report_command`` is ``rhlab report``.
 """
 
-from rhlab.report.html import build_report
 from rhlab.report.numbers import ReportInputError, compute_numbers
 
 __all__ = ["ReportInputError", "build_report", "compute_numbers"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy, so `rhlab --help` does not import matplotlib
+    if name == "build_report":
+        from rhlab.report.html import build_report
+
+        return build_report
+    raise AttributeError(name)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from rhlab.report.html import build_report
 from rhlab.report.numbers import ReportInputError
 
 
@@ -16,6 +15,8 @@ def report_command(
     ),
 ) -> None:
     """Recompute every number, redraw the figures and write EXPERIMENT/report/report.html."""
+    from rhlab.report.html import build_report
+
     try:
         page = build_report(experiment_dir)
     except ReportInputError as exc:
