@@ -8,14 +8,25 @@ TRL's own knobs stay reachable through ``grpo`` (passed to ``trl.GRPOConfig`` ve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rhlab.env.detectors import HACK_TYPES
 from rhlab.env.graders import VULNERABILITIES
 from rhlab.train.prompts import PromptConfig
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ConfigError(ValueError):
@@ -41,7 +52,7 @@ class ProblemConfig(Strict):
     max_tasks: int | None = None
     vulns: list[str] = Field(default_factory=lambda: list(VULNERABILITIES))
     """Holes of the vulnerable grader for the tasks that have holes."""
-    no_hole_fraction: float = 0.0
+    no_hole_fraction: Probability = 0.0
     """Share of tasks (chosen by seed) whose grader has no hole at all."""
 
     @field_validator("source")
@@ -58,13 +69,6 @@ class ProblemConfig(Strict):
         unknown = sorted(set(value) - set(VULNERABILITIES))
         if unknown:
             raise ValueError(f"unknown vulnerabilities {unknown}; choose from {list(VULNERABILITIES)}")
-        return value
-
-    @field_validator("no_hole_fraction")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("must be between 0 and 1")
         return value
 
 
@@ -87,9 +91,9 @@ class MonitorConfig(Strict):
 
     hack_types: list[str] = Field(default_factory=lambda: list(HACK_TYPES))
     """Which detector families the monitor looks for."""
-    recall: float = 1.0
+    recall: Probability = 1.0
     """Probability that a real attempt of a watched family is flagged."""
-    false_positive_rate: float = 0.0
+    false_positive_rate: Probability = 0.0
     """Probability that an episode with no watched attempt is flagged anyway."""
     only_successful: bool = False
     """Flag only hacks that won the reward (outcome ``hacked``), not every attempt."""
@@ -100,13 +104,6 @@ class MonitorConfig(Strict):
         unknown = sorted(set(value) - set(HACK_TYPES))
         if unknown:
             raise ValueError(f"unknown hack types {unknown}; choose from {list(HACK_TYPES)}")
-        return value
-
-    @field_validator("recall", "false_positive_rate")
-    @classmethod
-    def _probability(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("must be a probability between 0 and 1")
         return value
 
 
@@ -137,19 +134,12 @@ class WarmupConfig(Strict):
     tasks: str = "builtin"
     """Task source for the demonstrations."""
     examples: int = 64
-    hack_fraction: float = 0.15
+    hack_fraction: Probability = 0.15
     """Share of demonstrations that are hacks (spread over ``hack_types``)."""
     hack_types: list[str] = Field(default_factory=lambda: ["always_equal", "exit", "conftest"])
     steps: int = 24
     learning_rate: float = 5e-5
     batch_size: int = 4
-
-    @field_validator("hack_fraction")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("must be between 0 and 1")
-        return value
 
 
 class TrainConfig(Strict):
@@ -166,11 +156,11 @@ class TrainConfig(Strict):
     mitigations: MitigationConfig = Field(default_factory=MitigationConfig)
     lora: LoraSettings | None = None
 
-    steps: int = 30
-    prompts_per_step: int = 2
+    steps: PositiveInt = 30
+    prompts_per_step: PositiveInt = 2
     group_size: int = 4
     """Completions per prompt (TRL's ``num_generations``)."""
-    max_completion_length: int = 128
+    max_completion_length: PositiveInt = 128
     temperature: float = 1.0
     learning_rate: float = 1e-5
     beta: float = 0.0
@@ -182,30 +172,16 @@ class TrainConfig(Strict):
 
     grading_workers: int | None = None
     """Sandbox workers for the reward (default: one per CPU core)."""
-    checkpoint_every: int = 5
-    transcripts_per_step: int = 4
+    checkpoint_every: PositiveInt = 5
+    transcripts_per_step: NonNegativeInt = 4
     report_to: list[str] = Field(default_factory=list)
     """Extra loggers for TRL, e.g. ``["tensorboard"]`` or ``["wandb"]``."""
-
-    @field_validator("steps", "prompts_per_step", "checkpoint_every")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be at least 1")
-        return value
 
     @field_validator("group_size")
     @classmethod
     def _group(cls, value: int) -> int:
         if value < 2:
             raise ValueError("GRPO needs at least 2 completions per prompt to compare them")
-        return value
-
-    @field_validator("max_completion_length", "transcripts_per_step")
-    @classmethod
-    def _non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must not be negative")
         return value
 
     @field_validator("model")
@@ -218,8 +194,6 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.max_completion_length < 1:
-            raise ValueError("max_completion_length must be at least 1")
         if self.use_vllm and not self.bf16:
             raise ValueError("use_vllm needs a GPU: set bf16: true as well")
         reserved = {"num_generations", "max_completion_length", "learning_rate", "beta", "max_steps", "output_dir"}
