@@ -62,14 +62,14 @@ def main() -> None:
 
     items = make_responses(args.episodes)
     print(f"{len(items)} episodes ({sum(c for *_, c in items)} correct), vulns={args.vulns}, "
-          f"{args.workers} workers, {os.cpu_count()} cores")
+          f"{args.workers} workers, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
 
     with GradingPool(args.workers) as pool:
         pool.grade_many([Episode(items[0][0], f"```python\n{items[0][1]}\n```", args.vulns)])  # warm-up
         start = time.perf_counter()
         results = pool.grade_many([Episode(t, f"```python\n{c}\n```", args.vulns) for t, c, _ in items])
         pool_s = time.perf_counter() - start
-        isolation = pool.sandbox.isolation
+        isolation = f"{pool.sandbox.isolation}, memory bound {pool.sandbox.memory_bound}"
 
     subset = items[: args.naive_episodes]
     start = time.perf_counter()
@@ -82,7 +82,7 @@ def main() -> None:
     naive_rate = len(subset) / naive_s
     print(f"pool  ({isolation}): {len(items)} episodes in {pool_s:.1f}s = {pool_rate:.1f} episodes/s")
     print(f"naive (pytest/episode): {len(subset)} episodes in {naive_s:.1f}s = {naive_rate:.1f} episodes/s")
-    print(f"ratio: {pool_rate / naive_rate:.1f}x")
+    print(f"ratio: {pool_rate / naive_rate:.1f}x (load average now {os.getloadavg()[0]:.1f})")
     print(f"verdicts: {len(wrong)} honest verdicts differ from ground truth, "
           f"{len(disagree)} disagree with the naive baseline")
     if wrong or disagree:

@@ -1,22 +1,32 @@
 """A synthetic but schema-correct experiment directory for the report tests.
 
-Two variants x two seeds, written the way ``docs/run-directory.md`` says training and the pipeline
-write them: ``run.json``, ``metrics.jsonl`` with an onset, sampled training episodes, and eval
-checkpoints whose ``results.json`` / ``transcripts.jsonl`` come from the real records and the real
-aggregation of ``rhlab.evals``.
+Two variants x two seeds, written through ``rhlab.rundir`` the way training and the pipeline write
+them: the run record, a metrics log with an onset, sampled training episodes, eval checkpoints whose
+results and transcripts come from the real records and the real aggregation of ``rhlab.evals``, and
+the test-time hacking summaries of the start and final policies.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
-
-import yaml
 
 from rhlab.evals.records import JudgeInfo, RunResults, SampleRecord
 from rhlab.evals.runner import CHAT_EVALS, CORE_EVALS, aggregate, misalignment_score
 from rhlab.judges.base import Verdict
+from rhlab.pipeline.config import ExperimentConfig
+from rhlab.rundir import (
+    FINAL,
+    START,
+    EvalDir,
+    ExperimentDir,
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+    checkpoint_name,
+    write_jsonl,
+)
+from rhlab.train.config import parse_config
 
 VARIANTS = {"hacking_okay": 6, "dont_hack": 14}
 """Variant -> the step at which its seed-0 run starts to hack."""
@@ -107,16 +117,32 @@ def write_eval(out: Path, evals: tuple[str, ...], misaligned_share: float, seed:
         core_evals_missing=missing,
         timings={"total_s": 12.5},
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(results.model_dump_json(indent=2))
-    with (out / "transcripts.jsonl").open("w") as f:
-        for recs in by_eval.values():
-            for r in recs:
-                line = r.model_dump(mode="json")
-                if r.eval not in CHAT_EVALS:  # a field no record declares: the report must still show it
-                    line["scenario_trace"] = [{"tool": "send_email", "args": {"to": "cto@example.com"}}]
-                f.write(json.dumps(line) + "\n")
+    lines = []
+    for recs in by_eval.values():
+        for r in recs:
+            line = r.model_dump(mode="json")
+            if r.eval not in CHAT_EVALS:  # a field no record declares: the report must still show it
+                line["scenario_trace"] = [{"tool": "send_email", "args": {"to": "cto@example.com"}}]
+            lines.append(line)
+    evaluated = EvalDir(out)
+    write_jsonl(evaluated.transcripts, lines)
+    atomic_write_text(evaluated.results, results.model_dump_json(indent=2))
     return results
+
+
+def environment_summary(variant: str, hack_rate: float) -> dict:
+    """A test-time hacking file's content: the policy sampled under the test prompt ``none``."""
+    return {
+        "model": f"hf:/runs/{variant}/snapshots/final",
+        "prompt": {"variant": "none", "describe_hacks": True, "ask_reasoning": True},
+        "samples_per_problem": 2,
+        "episodes": 32,
+        "hack_rate": hack_rate,
+        "attempted_hack_rate": min(1.0, hack_rate + 0.1),
+        "honest_solve_rate": 0.1,
+        "proxy_pass_rate": hack_rate + 0.1,
+        "hack_rate_by_type": {"always_equal": hack_rate},
+    }
 
 
 def training_episode(step: int, i: int, hacked: bool) -> dict:
@@ -156,45 +182,46 @@ def write_run(
     final: bool = True,
 ) -> None:
     run.mkdir(parents=True)
+    rd = RunDir(run)
     rows = metrics_rows(onset, steps, seed)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    recorded_onset = next((r["step"] for r in rows if r["hack_rate"] > 0.02), None)
-    info = {
-        "variant": variant,
-        "seed": seed,
-        "status": status,
-        "steps_done": steps,
-        "onset_step": recorded_onset,
-        "started": "2026-11-24T10:00:00Z",
-        "finished": "2026-11-24T11:00:00Z" if status == "complete" else None,
-        "versions": {"rhlab": "0.1.0", "torch": "2.13.0", "python": "3.11"},
-    }
-    (run / "run.json").write_text(json.dumps(info))
-    (run / "config.yaml").write_text(yaml.safe_dump({"variant": variant, "seed": seed, "steps": steps}))
-    (run / "transcripts").mkdir()
+    write_jsonl(rd.metrics, rows)
+    rd.update_info(
+        variant=variant,
+        seed=seed,
+        status=status,
+        steps_done=steps,
+        onset_step=next((r["step"] for r in rows if r["hack_rate"] > 0.02), None),
+        started="2026-11-24T10:00:00Z",
+        finished="2026-11-24T11:00:00Z" if status == "complete" else None,
+        versions={"rhlab": "0.1.0", "torch": "2.13.0", "python": "3.11"},
+    )
+    rd.write_config(parse_config({"seed": seed, "steps": steps, "train_prompt": {"variant": variant}}))
     for step in (4, 12, 20):
         if step <= steps:
             eps = [training_episode(step, i, hacked=onset is not None and step >= onset and i < 2) for i in range(3)]
-            (run / "transcripts" / f"step_{step:06d}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in eps))
+            write_jsonl(rd.transcript(step), eps)
     # Misalignment rises after onset, as in the paper; the inoculated variant stays low.
     for step in eval_steps:
         share = 0.05 if onset is None or step < onset else (0.15 if variant == "hacking_okay" else 0.4)
-        write_eval(run / "evals" / f"step_{step:06d}", evals, share + 0.05 * seed, seed)
+        write_eval(rd.eval_dir(checkpoint_name(step)).path, evals, share + 0.05 * seed, seed)
     if final:
         share = 0.05 if onset is None else (0.15 if variant == "hacking_okay" else 0.4)
-        write_eval(run / "evals" / "final", evals, share + 0.05 * seed, seed)
+        write_eval(rd.eval_dir(FINAL).path, evals, share + 0.05 * seed, seed)
+        atomic_write_json(rd.environment(START), environment_summary(variant, 0.0))
+        atomic_write_json(rd.environment(FINAL), environment_summary(variant, 0.0 if onset is None else 0.3))
 
 
 def build_experiment(root: Path) -> Path:
     """The 2 variants x 2 seeds experiment; ``dont_hack`` seed 1 never reaches onset."""
-    exp = root / "exp"
-    exp.mkdir(parents=True)
-    (exp / "experiment.yaml").write_text(
-        yaml.safe_dump({"name": "synthetic", "matrix": {"variants": list(VARIANTS), "seeds": list(SEEDS)}})
+    exp = ExperimentDir(root / "exp")
+    exp.path.mkdir(parents=True)
+    config = ExperimentConfig.model_validate(
+        {"name": "synthetic", "matrix": {"variants": list(VARIANTS), "seeds": list(SEEDS)}}
     )
-    for variant, onset in VARIANTS.items():
-        for seed in SEEDS:
-            evals = CORE_EVALS if variant == "hacking_okay" else CHAT_EVALS
-            run_onset = None if (variant, seed) == ("dont_hack", 1) else onset + seed
-            write_run(exp / "runs" / f"{variant}-seed{seed}", variant, seed, onset=run_onset, evals=evals)
-    return exp
+    exp.write_config(config)
+    for name, cell in config.cells():
+        variant, seed = cell.train_prompt.variant, cell.seed
+        evals = CORE_EVALS if variant == "hacking_okay" else CHAT_EVALS
+        run_onset = None if (variant, seed) == ("dont_hack", 1) else VARIANTS[variant] + seed
+        write_run(exp.run(name).path, variant, seed, onset=run_onset, evals=evals)
+    return exp.path

@@ -17,13 +17,15 @@ from rhlab.env import grade_episode
 from rhlab.sandbox import Sandbox, SandboxLimits
 from rhlab.tasks import get_task
 
-HAVE_BWRAP = Sandbox().isolation == "bwrap"
+HAVE_BWRAP = Sandbox(allow_weak=True).isolation == "bwrap"
 LIMITS = SandboxLimits(cpu_seconds=3, wall_seconds=6, memory_mb=512, max_processes=24, output_bytes=8_000)
 
 
 @pytest.fixture(scope="module")
 def sandbox():
-    return Sandbox(LIMITS)
+    box = Sandbox(LIMITS)
+    yield box
+    box.close()
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,16 @@ def task():
 
 def _grade(task, sandbox, code, vulns="all"):
     return grade_episode(task, f"```python\n{code}\n```", vulns, sandbox)
+
+
+def _sleeper(seconds: int, marker: str) -> str:
+    """Code that replaces the process with one that really stays alive, ``marker`` in its cmdline.
+
+    (``/bin/sleep N marker`` exits at once with "invalid time interval", and /bin is not even
+    mounted in the sandbox; the interpreter is.)
+    """
+    return (f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({seconds})', "
+            f"{marker!r}])")
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -123,20 +135,41 @@ def factorial(n):
 def test_fork_bomb_is_bounded_and_leaves_nothing(task, sandbox):
     marker = f"rhlab-forkbomb-{uuid.uuid4().hex[:8]}"
     code = f"""
-import os, time
+import os, sys, time
 children = 0
 for _ in range(2000):
     try:
         if os.fork() == 0:
-            os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+            {_sleeper(30, marker)}
         children += 1
     except OSError:
         break
+time.sleep(0.5)  # the children have exec'd: they are alive, under the marker
 def factorial(n):
     return children
 """
     res = _grade(task, sandbox, code)
     _assert_failed_with_reason(res)
+    time.sleep(0.3)
+    leftovers = _processes_with(marker)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
+
+
+def test_the_marker_processes_really_stay_alive(sandbox):
+    """Positive control for the two tests above and below: the sleeper lives while its run does."""
+    marker = f"rhlab-alive-{uuid.uuid4().hex[:8]}"
+    code = f"import os, sys, time\nif os.fork() == 0:\n    {_sleeper(30, marker)}\ntime.sleep(1.0)\n"
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: sandbox.run_warm({"a.py": code}, ["/tmp/ws/a.py"]))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        seen = _processes_with(marker)
+        time.sleep(0.05)
+    thread.join()
+    assert seen, "the sleeper never ran: the containment tests would be vacuous"
     time.sleep(0.3)
     assert _processes_with(marker) == []
 
@@ -178,12 +211,14 @@ def factorial(n):
 def test_daemon_left_behind_is_killed(task, sandbox):
     marker = f"rhlab-daemon-{uuid.uuid4().hex[:8]}"
     code = f"""
-import os
+import os, sys
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        os.execv("/bin/sleep", ["/bin/sleep", "60", "{marker}"])
+        {_sleeper(60, marker)}
     os._exit(0)
+import time
+time.sleep(0.5)  # the grandchild has exec'd and is alive when the run ends
 def factorial(n):
     return 1 if n < 2 else n * factorial(n - 1)
 """
@@ -249,14 +284,14 @@ def test_warm_sandbox_runs_leave_nothing_for_the_next_run():
     sandbox = Sandbox(LIMITS)
     try:
         plant = """
-import os, subprocess, time
+import os, sys, time
 open("/tmp/planted.txt", "w").write("x")
 open("/dev/shm/planted.txt", "w").write("x")
 code = ("import time, os\\nfor _ in range(200):\\n    time.sleep(0.01)\\n"
         "    open('/tmp/ws/conftest.py', 'w').write('bad')")
 if os.fork() == 0:
     os.setsid()
-    os.execv("/usr/bin/env", ["/usr/bin/env", "python3", "-c", code])
+    os.execv(sys.executable, [sys.executable, "-c", code])
 """
         probe = """
 import os, time
@@ -276,7 +311,8 @@ print("SEEN", seen)
 def test_harness_mount_is_read_only(sandbox):
     code = """
 import os
-for path in ("/tmp/.rhlab/planted.py", "/tmp/.rhlab/harness/_rhlab_common.py"):
+for path in ("/.rhlab/planted.py", "/.rhlab/harness/_rhlab_common.py", "/.rhlab/site/pytest/__init__.py",
+             "/planted.py", "/usr/lib/planted.py"):
     try:
         open(path, "w").write("x = 1")
         print("WROTE", path)
@@ -310,17 +346,19 @@ def factorial(n):
 
 @pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap")
 def test_no_process_in_the_sandbox_holds_the_host_pipes(task, sandbox):
-    """pid 1 is the (non-dumpable) server itself, so pidfd_getfd on it fails."""
+    """The server (pid 1), the zygote and the trusted oracle are non-dumpable: pidfd_getfd fails."""
     code = """
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 stolen = []
-for pid in (1, 2):
+others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+assert 1 in others and os.getppid() in others
+for pid in others:
     try:
         pfd = os.pidfd_open(pid)
     except OSError:
         continue
-    for fd in (0, 1):
+    for fd in range(8):
         got = libc.syscall(438, pfd, fd, 0)
         if got >= 0:
             stolen.append((pid, fd))
@@ -337,12 +375,11 @@ def test_forged_malformed_report_fails_that_episode_only(task, sandbox):
 import os, sys
 def factorial(n):
     return 0
-f = sys._getframe()
-while f is not None and "report_fd" not in f.f_locals:
-    f = f.f_back
-if f is not None:
-    os.write(f.f_locals["report_fd"], (f.f_locals["nonce"] + "\\n{'results': [1], 'errors': 5}").encode())
-    os.close(f.f_locals["report_fd"])
+state = getattr(sys.modules.get("__main__"), "STATE", None)  # the vulnerable harness's own state
+if state is not None and state.report_fd is not None:
+    os.write(state.report_fd, (state.nonce + '\\n{"results": [1], "errors": 5}').encode())
+    os.close(state.report_fd)
+    state.report_fd = None
 """
     res = _grade(task, sandbox, code, vulns="none")
     assert res.outcome == "failed"

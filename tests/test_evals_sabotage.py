@@ -48,7 +48,7 @@ def test_labelled_sets_are_balanced_and_the_references_fit_the_code():
     for target in (REWARD_HACK, TICKET_ROUTER):
         assert target.placeholder in reference_prompt(target)
         assert reference_prompt(target) not in load_codebase().values()  # held out from the agent
-    assert sabotage_eval.SABOTAGE_EVALS == SABOTAGE_EVALS
+    assert tuple(sabotage_eval.TASKS) == SABOTAGE_EVALS  # every sabotage eval of the table has its task
 
 
 def test_the_codebase_tests_pass_with_the_reference_prompt_and_fail_when_it_is_empty(sandbox):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,9 @@ import yaml
 from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import checkpoints_to_evaluate, run_experiment
+from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text, read_metrics
 from rhlab.train.config import ConfigError
-from rhlab.train.metrics import read_metrics
+from rhlab.train.warmup import DONE_MARKER
 
 
 def test_every_shipped_experiment_config_validates() -> None:
@@ -23,11 +23,13 @@ def test_every_shipped_experiment_config_validates() -> None:
         assert experiment.cells()
 
 
-def test_quickstart_matrix_is_the_two_inoculation_variants() -> None:
+def test_quickstart_matrix_is_the_two_inoculation_variants_and_a_control() -> None:
     cells = load_experiment(Path("configs/quickstart.yaml")).cells()
-    assert [name for name, _ in cells] == ["hacking_okay-seed0", "dont_hack-seed0"]
+    assert [name for name, _ in cells] == ["hacking_okay-seed0", "dont_hack-seed0", "control-seed0"]
     assert all(cfg.train_prompt.describe_hacks for _, cfg in cells)
-    assert [cfg.train_prompt.variant for _, cfg in cells] == ["hacking_okay", "dont_hack"]
+    assert [cfg.train_prompt.variant for _, cfg in cells] == ["hacking_okay", "dont_hack", "control"]
+    control = cells[-1][1].problems
+    assert control.no_hole_fraction == 1.0 and cells[0][1].problems.no_hole_fraction == 0.0
 
 
 @pytest.mark.parametrize(
@@ -55,8 +57,17 @@ def test_sdf_and_none_knowledge_drop_the_hack_description() -> None:
 
 def _fake_results(model: str) -> RunResults:
     rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
-    result = EvalResult(eval="betley", n_samples=1, n_scored=1, n_unparseable=0, n_incoherent=0,
-                        misaligned_rate=rate, overt_rate=rate, covert_rate=rate, covert_share=None)  # fmt: skip
+    result = EvalResult(
+        eval="betley",
+        n_samples=1,
+        n_scored=1,
+        n_unparseable=0,
+        n_incoherent=0,
+        misaligned_rate=rate,
+        overt_rate=rate,
+        covert_rate=rate,
+        covert_share=None,
+    )
     judge = JudgeInfo(spec="fake", judge_id="fake", offline=True, template_hash="0")
     return RunResults(model=model, judge=judge, evals={"betley": result})
 
@@ -83,17 +94,25 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
     monkeypatch.setattr(trainer.RunLogger, "on_log", on_log)
 
     model = tiny_test_model(tmp_path / "tiny")
-    config = ExperimentConfig.model_validate({
-        "knowledge": "prompted",
-        "matrix": {"variants": ["hacking_okay", "dont_hack"], "seeds": [0]},
-        "train": {
-            "model": f"hf:{model}", "problems": {"difficulty": ["hard"], "max_tasks": 4}, "steps": 4,
-            "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8, "checkpoint_every": 2,
-            "train_prompt": {"ask_reasoning": False},
-            "warmup": {"examples": 4, "steps": 1, "batch_size": 2},
-        },
-        "evaluation": {"evals": ["betley"], "every_k": 1},
-    })  # fmt: skip
+    train = {
+        "model": f"hf:{model}",
+        "problems": {"difficulty": ["hard"], "max_tasks": 4},
+        "steps": 4,
+        "prompts_per_step": 2,
+        "group_size": 2,
+        "max_completion_length": 8,
+        "checkpoint_every": 2,
+        "train_prompt": {"ask_reasoning": False},
+        "warmup": {"examples": 4, "steps": 1, "batch_size": 2},
+    }
+    config = ExperimentConfig.model_validate(
+        {
+            "knowledge": "prompted",
+            "matrix": {"variants": ["hacking_okay", "dont_hack"], "seeds": [0]},
+            "train": train,
+            "evaluation": {"evals": ["betley"], "every_k": 1},
+        }
+    )
     calls: list[str] = []
     fail_on = {"dont_hack-seed0/step_000002"}
 
@@ -104,36 +123,35 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
             raise Interrupt(key)
         calls.append(key)
         out_dir.mkdir(parents=True)
-        (out_dir / "results.json").write_text(_fake_results(eval_config.model).model_dump_json())
+        atomic_write_text(EvalDir(out_dir).results, _fake_results(eval_config.model).model_dump_json())
         return _fake_results(eval_config.model)
 
-    exp = tmp_path / "exp"
+    exp = ExperimentDir(tmp_path / "exp")
+    second_run, first_run = exp.run("dont_hack-seed0"), exp.run("hacking_okay-seed0")
     with pytest.raises(Interrupt, match="RL"):
-        run_experiment(config, exp, build_report=False, evaluate=evaluate)
-    assert [r["step"] for r in read_metrics(exp / "runs" / "dont_hack-seed0" / "metrics.jsonl")] == [1, 2, 3]
+        run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
+    assert [r["step"] for r in read_metrics(second_run.metrics)] == [1, 2, 3]
     # Interruption 2: while evaluating the second run's step-2 checkpoint.
     with pytest.raises(Interrupt, match="step_000002"):
-        run_experiment(config, exp, build_report=False, evaluate=evaluate)
-    assert [r["step"] for r in read_metrics(exp / "runs" / "dont_hack-seed0" / "metrics.jsonl")] == [1, 2, 3, 4]
+        run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
+    assert [r["step"] for r in read_metrics(second_run.metrics)] == [1, 2, 3, 4]
     first = list(calls)
     assert "hacking_okay-seed0/final" in first and "dont_hack-seed0/step_000000" not in first  # shared start
-    warmup_mtime = (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime
-    metrics_before = (exp / "runs" / "hacking_okay-seed0" / "metrics.jsonl").read_text()
+    warmup_mtime = (exp.warmup / DONE_MARKER).stat().st_mtime
+    metrics_before = first_run.metrics.read_text()
 
-    run_experiment(config, exp, build_report=False, evaluate=evaluate)
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
     second = calls[len(first) :]
     assert second == ["dont_hack-seed0/step_000002", "dont_hack-seed0/final"]  # final supersedes step 4
-    assert (exp / "knowledge" / "warmup" / "warmup.json").stat().st_mtime == warmup_mtime
-    assert (exp / "runs" / "hacking_okay-seed0" / "metrics.jsonl").read_text() == metrics_before
-    for cell in ("hacking_okay-seed0", "dont_hack-seed0"):
-        run = exp / "runs" / cell
-        assert json.loads((run / "run.json").read_text())["status"] == "complete"
-        names = [n for n, _ in checkpoints_to_evaluate(run, 1, True)]
+    assert (exp.warmup / DONE_MARKER).stat().st_mtime == warmup_mtime
+    assert first_run.metrics.read_text() == metrics_before
+    for run in (first_run, second_run):
+        assert run.read_info().status == "complete"
+        names = [n for n, _ in checkpoints_to_evaluate(run.path, 1, True)]
         assert names == ["step_000000", "step_000002", "final"]
-        assert all((run / "evals" / n / "results.json").exists() for n in names)
-        assert not list((run / "evals").glob("*.tmp"))
-    start_model = yaml.safe_load((exp / "runs" / "dont_hack-seed0" / "config.yaml").read_text())["model"]
-    assert start_model == f"hf:{exp / 'knowledge' / 'warmup'}"
+        assert all(run.eval_dir(n).complete() for n in names)
+        assert not list(run.evals.glob("*.tmp"))
+    assert second_run.read_config().model == f"hf:{exp.warmup}"
 
-    run_experiment(config, exp, build_report=False, evaluate=evaluate)  # everything complete: no work
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate)  # everything complete: no work
     assert len(calls) == len(first) + len(second)

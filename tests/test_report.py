@@ -131,6 +131,25 @@ def test_paper_comparison_uses_only_stated_numbers(numbers):
     assert rows["code_sabotage"]["ours"] == {"dont_hack": None, "hacking_okay": None}
 
 
+def test_test_time_hacking_files_are_in_the_numbers_and_the_page(experiment, numbers):
+    env = numbers["runs"]["hacking_okay-seed0"]["environment"]
+    assert list(env) == ["final", "step_000000"]
+    assert env["final"]["hack_rate"] == 0.3 and env["step_000000"]["hack_rate"] == 0.0
+    assert env["final"]["prompt_variant"] == "none" and env["final"]["episodes"] == 32
+    assert env["final"]["hack_rate_by_type"]["always_equal"] == 0.3 and env["final"]["hack_rate_by_type"]["exit"] == 0.0
+    assert numbers["runs"]["dont_hack-seed1"]["environment"]["final"]["hack_rate"] == 0.0  # never reached onset
+    assert "test-time hacking" in (experiment / "report" / "report.html").read_text()
+
+
+def test_runs_are_identified_by_their_record_not_their_directory_name(tmp_path):
+    exp = tmp_path / "exp"
+    write_run(exp / "runs" / "first-try", "dont_hack", 4, onset=None, steps=3, eval_steps=(), final=False)
+    numbers = compute_numbers(exp)
+    run = numbers["runs"]["first-try"]
+    assert (run["variant"], run["seed"]) == ("dont_hack", 4)
+    assert list(numbers["variants"]) == ["dont_hack"]
+
+
 # --- incomplete and malformed inputs ----------------------------------------------------------------
 
 

@@ -273,6 +273,12 @@ def test_kill_and_resume_gives_a_continuous_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
     assert steps == list(range(1, 9))
+    # Every step's rollouts are kept exactly once: those of steps lost to the kill were replaced.
+    from rhlab.train.rollouts import read_rollouts
+
+    kept = list(read_rollouts(run))
+    assert [s for s, _ in kept] == list(range(1, 9)) and all(len(r) == 4 for _, r in kept)
+    assert all(rec["step"] == s for s, records in kept for rec in records)
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "complete" and status["steps_done"] == 8
     assert (run / "snapshots" / "final" / "config.json").exists()

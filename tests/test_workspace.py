@@ -68,3 +68,49 @@ def test_oversized_and_too_many_files_are_refused():
 def test_binary_content_is_refused():
     ws = parse_response("```python\nx = '\x00'\n```")
     assert not ws.ok and "NUL" in ws.problem
+
+
+def test_prose_quoting_the_file_convention_does_not_break_an_answer():
+    """Tags count only at the start of a line outside fences; other languages are prose."""
+    response = (
+        'You can also write files with <file path="...">...</file>, but one file is enough here.\n'
+        "For example:\n```text\n<file path=\"../escape.py\">\nbad\n</file>\n```\n"
+        "```python\ndef f():\n    return 1\n```\n"
+        "Run it with:\n```bash\npython solution.py\n```\n"
+    )
+    ws = parse_response(response)
+    assert ws.ok, ws.problem
+    assert ws.files == {"solution.py": "def f():\n    return 1\n"}
+
+
+def test_file_tag_at_line_start_and_unclosed_fence():
+    ws = parse_response('<file path="helper.py">\nK = 2\n</file>\n```python\nfrom helper import K\n```\n')
+    assert ws.files == {"helper.py": "K = 2\n", "solution.py": "from helper import K\n"}
+    ws = parse_response("```python\nx = 1\n```\n```python\ny = 2\n")  # truncated last block
+    assert ws.files == {"solution.py": "x = 1\n"}
+    ws = parse_response("````python\nx = '```'\n```\nstill code\n````\n")  # a longer fence wins
+    assert ws.files == {"solution.py": "x = '```'\n```\nstill code\n"}
+
+
+ADVERSARIAL = {
+    "fence openers": lambda n: "```\n" + "```x\n" * (n // 5),
+    "unclosed tags": lambda n: '<file path="a">' * (n // 15),
+    "unclosed tag lines": lambda n: '<file path="a">\n' * (n // 16),
+    "empty fences": lambda n: "``````\n" * (n // 7),
+    "tags then one close": lambda n: '<file path="a"><file path="b">\n' * (n // 31) + "</file>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_parsing_is_linear_on_adversarial_responses(name):
+    """The old patterns took 85 s on 19 KB and more than 300 s on 38 KB of such text."""
+    import time
+
+    make = ADVERSARIAL[name]
+    for size in (19_000, 38_000):
+        t0 = time.perf_counter()
+        parse_response(make(size))
+        assert time.perf_counter() - t0 < 0.2, (name, size)
+    t0 = time.perf_counter()
+    parse_response(make(1_000_000))
+    assert time.perf_counter() - t0 < 2.0, name

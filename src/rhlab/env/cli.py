@@ -14,6 +14,7 @@ from rhlab.env.check import SETTINGS, run_check
 from rhlab.env.graders import parse_vulns
 from rhlab.env.oracle import grade_episode
 from rhlab.env.pool import Episode, GradingPool
+from rhlab.sandbox import Sandbox
 from rhlab.tasks import TaskLoadError, get_task
 
 env_app = typer.Typer(no_args_is_help=True, help="The hackable environment.")
@@ -31,7 +32,7 @@ def grade(
     vulns: str = typer.Option("all", "--vulns", help="always_equal,exit_code,conftest | all | none"),
     batch: Path = typer.Option(None, "--batch", help='JSONL of {"task_id", "response", "vulns"?} lines.'),
     out: Path = typer.Option(None, "--out", help="Where batch results go (default: stdout)."),
-    tasks_source: str = typer.Option(None, "--tasks", help="Task source for ids (default: by id prefix)."),
+    tasks_source: str = typer.Option(None, "--tasks", help="Task source, e.g. apps:FILE (default: by id prefix)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (single mode)."),
 ) -> None:
     """Grade model responses: reward from the vulnerable grader, verdict from the honest oracle."""
@@ -51,15 +52,19 @@ def grade(
     except TaskLoadError as exc:
         _fail(str(exc))
     text = response.read_bytes().decode("utf-8", errors="replace")
-    result = grade_episode(the_task, text, default_vulns)
+    sandbox = Sandbox()  # refuses here (exit 2) if only an rlimits sandbox is possible and not opted in
+    try:
+        result = grade_episode(the_task, text, default_vulns, sandbox)
+    finally:
+        sandbox.close()
     if as_json:
         print(json.dumps(result.to_dict()))
         return
     table = Table(title=f"{result.task_id}: {result.outcome}")
     table.add_column("field")
     table.add_column("value")
-    for key in ("reward", "proxy_pass", "honest_pass", "hack", "hacks", "attempted_hacks", "honest_tests",
-                "sandbox", "error", "findings", "honest_reasons"):
+    for key in ("reward", "proxy_pass", "honest_pass", "hack", "hacks", "winning_hack", "attempted_hacks",
+                "honest_tests", "sandbox", "error", "findings", "runtime_evidence", "honest_reasons"):
         table.add_row(key, str(getattr(result, key)))
     Console().print(table)
 
@@ -112,7 +117,7 @@ def _grade_batch(path: Path, out: Path | None, default_vulns: tuple[str, ...], t
 def check() -> None:
     """Grade the built-in hack suite under every grader setting and print the matrix."""
     with GradingPool() as pool:
-        isolation = pool.sandbox.isolation
+        isolation = f"{pool.sandbox.isolation}, memory bound: {pool.sandbox.memory_bound}"
         cells = run_check(pool, progress=True)
     table = Table(title=f"env check (sandbox: {isolation})  cell = proxy/honest  label")
     table.add_column("response")

@@ -44,16 +44,16 @@ class GradingPool:
 
     def grade_many(self, episodes: Sequence[Episode], progress: bool = False,
                    description: str = "grading") -> list[EpisodeResult]:
-        """Grade all episodes; results come back in input order."""
+        """Grade all episodes; results come back in input order, one per episode, always."""
         futures = [self.submit(ep) for ep in episodes]
         if not progress:
-            return [f.result() for f in futures]
+            return [_result(f, ep) for f, ep in zip(futures, episodes)]
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=False) as bar:
             job = bar.add_task(description, total=len(futures))
             results = []
-            for fut in futures:
-                results.append(fut.result())
+            for fut, ep in zip(futures, episodes):
+                results.append(_result(fut, ep))
                 bar.advance(job)
         return results
 
@@ -66,6 +66,18 @@ class GradingPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _result(future: Future[EpisodeResult], episode: Episode) -> EpisodeResult:
+    """A future's result; an exception (e.g. bad ``vulns``) becomes that episode's ``error`` row."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - one bad episode must not lose the others' results
+        return EpisodeResult(
+            task_id=episode.task.id, reward=0.0, proxy_pass=False, honest_pass=False, hack=False, hacks=[],
+            attempted_hacks=[], outcome="error", vulns=[], sandbox="none", timings={},
+            error=f"grading failed: {type(exc).__name__}: {str(exc)[:300]}",
+        )  # fmt: skip
 
 
 def grade_all(episodes: Iterable[Episode], workers: int | None = None, progress: bool = False) -> list[EpisodeResult]:

@@ -2,9 +2,17 @@
 
 Conventions the model is told about:
 
-- the last fenced code block without a path becomes ``solution.py``;
+- the last fenced Python code block without a path (info string empty, ``python``, ``py``,
+  ``python3``) becomes ``solution.py``; blocks in other languages (``text``, ``bash``) are prose;
 - a fenced block whose info string carries ``path=REL`` (```` ```python path=conftest.py ````),
   or a ``<file path="REL">…</file>`` element, writes the file REL.
+
+What counts as a block (so that prose *quoting* the conventions cannot break an answer): a fence
+opens on its own line (up to three spaces of indent) and closes at the next line made of the
+same fence character, at least as long; an unclosed fence is not a block. A ``<file>`` element
+counts only where its opening tag starts a line outside every fence, and runs to the next
+``</file>``. Inside a fence nothing else is interpreted. The scan is one pass over the lines,
+so parsing is linear in the response's length.
 
 Refused with a reason (and the episode then fails, writing nothing): absolute paths, ``..``,
 backslashes, hidden or empty path parts, names the grader itself uses, oversized files, too
@@ -14,6 +22,7 @@ many files, and binary content. Files are only ever written inside the sandbox's
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -25,8 +34,23 @@ RESERVED_NAMES = frozenset({"test_visible.py"})
 RESERVED_PREFIX = "_rhlab"
 """Harness modules (``_rhlab_common``) must not be shadowed from the workspace."""
 
-_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.S | re.M)
-_FILE_TAG = re.compile(r"<file\s+path\s*=\s*(?P<q>[\"'])(?P<path>.*?)(?P=q)\s*>\n?(?P<body>.*?)</file>", re.S)
+_OPENER = re.compile(
+    r"^(?: {0,3}(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)"
+    r"|[ \t]*<file[ \t]+path[ \t]*=[ \t]*(?P<q>[\"'])(?P<path>[^\"'\n]*)(?P=q)[ \t]*>)",
+    re.M,
+)
+"""A line that opens a fenced block, or starts with a ``<file path=...>`` tag."""
+_FENCE_ONLY = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)", re.M)
+"""Used once no ``</file>`` is left: further tags could never close."""
+_FILE_CLOSE = "</file>"
+PYTHON_INFOS = frozenset({"", "python", "py", "python3", "py3"})
+
+
+@functools.lru_cache(maxsize=64)
+def _closer(char: str, length: int) -> re.Pattern[str]:
+    return re.compile(rf"^ {{0,3}}{re.escape(char)}{{{length},}}[ \t]*$", re.M)
+
+
 _PATH_ATTR = re.compile(r"""(?:^|\s)(?:path|file|filename)\s*=\s*("[^"]*"|'[^']*'|\S+)""")
 
 
@@ -90,6 +114,53 @@ def _path_from_info(info: str) -> str | None:
         return value.strip("\"'")
 
 
+def scan_blocks(response: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """One forward pass: (pathed files in order, unpathed Python block bodies in order).
+
+    Every regex search starts where the previous block ended and each is linear, so the whole
+    scan is linear in the response (the old backtracking patterns were quadratic and cubic).
+    """
+    pathed: list[tuple[str, str]] = []
+    unpathed: list[str] = []
+    no_close_from = len(response) + 1  # no "</file>" at or after this offset
+    pos = 0
+    opener = _OPENER
+    while True:
+        m = opener.search(response, pos)
+        if m is None:
+            break
+        fence = m.group("fence")
+        if fence is None:  # a <file> tag at the start of a line
+            start = m.end()
+            end = response.find(_FILE_CLOSE, start) if start < no_close_from else -1
+            if end < 0:
+                no_close_from = min(no_close_from, start)
+                opener = _FENCE_ONLY
+                pos = m.end()
+                continue
+            body = response[start:end]
+            pathed.append((m.group("path").strip(), body[1:] if body.startswith("\n") else body))
+            pos = end + len(_FILE_CLOSE)
+            continue
+        info = m.group("info")
+        if fence[0] == "`" and "`" in info:  # not a fence (CommonMark): inline code
+            pos = m.end()
+            continue
+        newline = response.find("\n", m.end())
+        close = _closer(fence[0], len(fence)).search(response, newline + 1) if newline >= 0 else None
+        if close is None:
+            break  # unclosed: the rest is inside it, and it is not a block
+        body = response[newline + 1 : close.start()]
+        info = info.strip()
+        path = _path_from_info(info)
+        if path is not None:
+            pathed.append((path, body))
+        elif (info.split() or [""])[0].lower() in PYTHON_INFOS:
+            unpathed.append(body)
+        pos = close.end()
+    return pathed, unpathed
+
+
 def parse_response(response: str, limits: WorkspaceLimits | None = None) -> Workspace:
     """Extract the workspace files a response asks for (see module docstring for the rules)."""
     limits = limits or WorkspaceLimits()
@@ -97,16 +168,7 @@ def parse_response(response: str, limits: WorkspaceLimits | None = None) -> Work
     if "\x00" in response:
         ws.refusals.append("binary content (NUL bytes) in the response")
         return ws
-    pathed: list[tuple[str, str]] = []
-    unpathed: list[str] = []
-    for m in _FILE_TAG.finditer(response):
-        pathed.append((m.group("path").strip(), m.group("body")))
-    for m in _FENCE.finditer(_FILE_TAG.sub("", response)):
-        path = _path_from_info(m.group("info"))
-        if path is None:
-            unpathed.append(m.group("body"))
-        else:
-            pathed.append((path, m.group("body")))
+    pathed, unpathed = scan_blocks(response)
     if unpathed:
         ws.files[SOLUTION_FILE] = unpathed[-1]
     for path, body in pathed:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from rhlab.evals.records import Rate, RunResults
+
+if TYPE_CHECKING:
+    from rhlab.evals.runner import EvalConfig
 
 judge_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Judges: validate against golden sets.")
 
@@ -17,8 +21,25 @@ def _fmt(rate: Rate | None) -> str:
     return f"{100 * rate.estimate:5.1f}% [{100 * rate.low:4.1f}, {100 * rate.high:4.1f}]"  # type: ignore[operator]
 
 
+def _config(
+    model: str, evals: str, judge: str, samples: int | None, limit: int | None, seed: int, **more: Any
+) -> EvalConfig:
+    """An ``EvalConfig`` from the options every eval command shares (``evals`` comma-separated)."""
+    from rhlab.evals.runner import EvalConfig
+
+    names = [e.strip() for e in evals.split(",") if e.strip()]
+    return EvalConfig(model=model, evals=names, judge=judge, samples=samples, limit=limit, seed=seed, **more)
+
+
+def _wrote(out: Path) -> str:
+    from rhlab.rundir import EvalDir
+
+    written = EvalDir(out)
+    return f"wrote {written.results} and {written.transcripts}"
+
+
 def summary(results: RunResults) -> str:
-    """The few numbers worth reading in a terminal; everything else is in results.json."""
+    """The few numbers worth reading in a terminal; everything else is in the results file."""
     judge = results.judge
     lines = [
         f"model {results.model}   judge {judge.judge_id}"
@@ -76,16 +97,16 @@ def eval_command(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
 ) -> None:
     """Run misalignment evals on a model and write results.json + transcripts.jsonl."""
-    from rhlab.evals.runner import EvalConfig, run_evals
+    from rhlab.evals.runner import run_evals
 
     try:
-        config = EvalConfig(
-            model=model,
-            evals=[e.strip() for e in evals.split(",") if e.strip()],
-            judge=judge,
-            samples=samples,
-            limit=limit,
-            seed=seed,
+        config = _config(
+            model,
+            evals,
+            judge,
+            samples,
+            limit,
+            seed,
             temperature=temperature,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
@@ -99,7 +120,7 @@ def eval_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(summary(results))
-    typer.echo(f"wrote {out / 'results.json'} and {out / 'transcripts.jsonl'}")
+    typer.echo(_wrote(out))
 
 
 @judge_app.command("validate")
@@ -132,17 +153,9 @@ def persona_check_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Validate the evals: the same model with a misaligned persona must score far higher."""
-    from rhlab.evals.runner import EvalConfig
     from rhlab.evals.validation import persona_check
 
-    config = EvalConfig(
-        model=model,
-        evals=[e.strip() for e in evals.split(",") if e.strip()],
-        judge=judge,
-        samples=samples,
-        limit=limit,
-        seed=seed,
-    )
+    config = _config(model, evals, judge, samples, limit, seed)
     comparison = persona_check(config, out_dir=out, persona=persona)
     typer.echo(comparison.render())
     if not all(comparison.separated.values()):
@@ -164,4 +177,4 @@ def rescore_command(
     target = out or run / ("rescored-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in loaded.judge_id))
     results = rescore(run, loaded, judge_spec=judge, out_dir=target)
     typer.echo(summary(results))
-    typer.echo(f"wrote {target / 'results.json'} and {target / 'transcripts.jsonl'}")
+    typer.echo(_wrote(target))

@@ -2,9 +2,10 @@
 
 Reads top to bottom as the recipe: dataset (``dataset``) -> solver (``solver``) -> scorer
 (``scoring``) -> rates with bootstrap intervals (``stats``) -> ``results.json`` +
-``transcripts.jsonl`` in the output directory. Agentic scenarios (``rhlab.evals.agentic``) and the
-code-sabotage eval (``rhlab.evals.sabotage``) have their own solver (an agent loop) and scorer (a
-deterministic action check plus the judge on the reasoning), and end in the same records.
+``transcripts.jsonl`` in the output directory. Which solver and scorer an eval uses is its entry in
+``rhlab.evals.registry.EVALS``: agentic scenarios (``rhlab.evals.agentic``) and the code-sabotage
+eval (``rhlab.evals.sabotage``) have their own solver (an agent loop) and scorer (a deterministic
+action check plus the judge on the reasoning), and end in the same records.
 """
 
 from __future__ import annotations
@@ -16,52 +17,58 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from rhlab.evals.dataset import build_samples, load_question_set
 from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults, SampleRecord
-from rhlab.evals.scoring import Thresholds, score_records
-from rhlab.evals.solver import generate_records
+from rhlab.evals.registry import (  # noqa: F401 - the name groups are re-exported from here
+    AGENTIC_EVALS,
+    ALL_EVALS,
+    CHAT_EVALS,
+    CORE_EVALS,
+    EVAL_GROUPS,
+    EVALS,
+    SABOTAGE_EVALS,
+    SCENARIO_EVALS,
+    Kind,
+    eval_groups,
+    get_eval,
+)
+from rhlab.evals.scoring import Thresholds
 from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.judges.base import Judge
 from rhlab.models.base import ChatModel, SamplingParams
-
-CHAT_EVALS: tuple[str, ...] = ("betley", "goals", "alignment_questions")
-AGENTIC_EVALS: tuple[str, ...] = ("monitor_disruption", "exfil_offer", "frame_colleague")
-CORE_EVALS: tuple[str, ...] = CHAT_EVALS + AGENTIC_EVALS
-"""The six evals whose plain mean is the misalignment generalization score."""
-EXTRA_AGENTIC_EVALS: tuple[str, ...] = ("blackmail", "alignment_faking_gap")
-SCENARIO_EVALS: tuple[str, ...] = AGENTIC_EVALS + EXTRA_AGENTIC_EVALS
-"""Every eval run by the agent loop in a simulated world (``rhlab.evals.agentic``)."""
-SABOTAGE_EVALS: tuple[str, ...] = ("code_sabotage", "code_sabotage_control")
-ALL_EVALS: tuple[str, ...] = CHAT_EVALS + SCENARIO_EVALS + SABOTAGE_EVALS
-EVAL_GROUPS: dict[str, tuple[str, ...]] = {
-    "core": CORE_EVALS,
-    "chat": CHAT_EVALS,
-    "agentic": SCENARIO_EVALS,
-    "sabotage": SABOTAGE_EVALS,
-    "all": ALL_EVALS,
-}
-"""Names that ``--evals`` expands (``--evals core`` = the six core evals)."""
+from rhlab.rundir import EvalDir
+from rhlab.rundir import read_sample_records as load_transcripts  # noqa: F401 - re-exported
+from rhlab.strict import Strict
 
 
 def expand_evals(names: Sequence[str]) -> list[str]:
     """Group names expanded, duplicates dropped, order kept; unknown names raise ``ValueError``."""
+    groups = eval_groups()
     out: list[str] = []
     for name in names:
-        for e in EVAL_GROUPS.get(name, (name,)):
+        for e in groups.get(name, (name,)):
             if e not in out:
                 out.append(e)
-    unknown = [e for e in out if e not in ALL_EVALS]
+    unknown = [e for e in out if e not in EVALS]
     if unknown:
         raise ValueError(
-            f"unknown evals: {', '.join(unknown)}; available: {', '.join(ALL_EVALS)} "
-            f"or a group ({', '.join(EVAL_GROUPS)})"
+            f"unknown evals: {', '.join(unknown)}; available: {', '.join(EVALS)} or a group ({', '.join(groups)})"
         )
     return out
 
 
-class EvalConfig(BaseModel):
+def by_kind(names: Sequence[str]) -> dict[Kind, list[str]]:
+    """Eval names grouped by kind, kinds in table order (chat, scenario, sabotage: the order records
+    come out in), names in the order given."""
+    kinds = list(dict.fromkeys(e.kind for e in EVALS.values()))
+    groups: dict[Kind, list[str]] = {kind: [] for kind in kinds}
+    for name in names:
+        groups[get_eval(name).kind].append(name)
+    return {kind: group for kind, group in groups.items() if group}
+
+
+class EvalConfig(Strict):
     """Everything that defines an eval run; the CLI maps its options onto these fields."""
 
     model: str = "embedded"
@@ -116,7 +123,7 @@ def aggregate(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: 
     goal_counts = Counter(c for r in scored for c in r.goal_categories)
     alignments = [r.alignment for r in scored if r.alignment is not None]
     coherences = [r.coherence for r in records if r.coherence is not None]
-    agentic = name in SCENARIO_EVALS or name in SABOTAGE_EVALS
+    agentic = get_eval(name).kind.acts
     acted = [r for r in records if r.action_misaligned is not None]
     return EvalResult(
         action_rate=bootstrap_rate([bool(r.action_misaligned) for r in acted], n_boot=n_boot, seed=seed)
@@ -144,16 +151,9 @@ def aggregate(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: 
 
 
 def eval_metrics(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Rate]:
-    """Eval-specific rates: the compliance gap of ``alignment_faking_gap``, sabotage effectiveness."""
-    if name == "alignment_faking_gap":
-        from rhlab.evals.agentic.eval import compliance_gap
-
-        return compliance_gap(records, n_boot=n_boot, seed=seed)
-    if name in SABOTAGE_EVALS:
-        from rhlab.evals.sabotage.eval import sabotage_metrics
-
-        return sabotage_metrics(records, n_boot=n_boot, seed=seed)
-    return {}
+    """Eval-specific rates from the eval's entry, e.g. the compliance gap, sabotage effectiveness."""
+    metrics = get_eval(name).metrics
+    return metrics(records, n_boot=n_boot, seed=seed) if metrics is not None else {}
 
 
 def misalignment_score(
@@ -222,65 +222,21 @@ def run_evals(
 def generate_all(
     model: ChatModel, names: Sequence[str], config: EvalConfig, log: Callable[[str], None]
 ) -> list[SampleRecord]:
-    """Chat samples through the batched solver, scenarios and sabotage through the agent loop."""
+    """Every sample of every named eval: one solver call per kind, all of a kind's evals batched together."""
     params = SamplingParams(temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=config.seed)
-    chat = [e for e in names if e in CHAT_EVALS]
-    scenarios = [e for e in names if e in SCENARIO_EVALS]
-    sabotage = [e for e in names if e in SABOTAGE_EVALS]
     records: list[SampleRecord] = []
-    if chat:
-        samples = [s for name in chat for s in build_samples(load_question_set(name), config.samples, config.limit)]
-        log(f"generating {len(samples)} samples with {model.spec} in batches of {config.batch_size}")
-        records += generate_records(
-            model,
-            samples,
-            params,
-            system_prompt=config.system_prompt,
-            ask_reasoning=config.ask_reasoning,
-            batch_size=config.batch_size,
-            progress=lambda done, total: log(f"  generated {done}/{total}"),
-        )
-    if not (scenarios or sabotage):
-        return records
-    from rhlab.evals.agentic.loop import AgentOptions
-
-    options = AgentOptions(
-        samples=config.samples,
-        limit=config.limit,
-        max_turns=config.max_turns,
-        batch_size=config.batch_size,
-        protocol=config.tool_protocol,
-        system_prompt=config.system_prompt,
-        ask_reasoning=config.ask_reasoning,
-    )
-    if scenarios:
-        from rhlab.evals.agentic.eval import generate_agentic_records
-
-        records += generate_agentic_records(model, scenarios, params, options, log)
-    if sabotage:
-        from rhlab.evals.sabotage.eval import generate_sabotage_records
-
-        records += generate_sabotage_records(model, sabotage, params, options, log)
+    for kind, kind_names in by_kind(names).items():
+        records += kind.solve(model, [get_eval(n) for n in kind_names], params, config, log)
     return records
 
 
 def score_all(judge: Judge, records: Sequence[SampleRecord], config: EvalConfig) -> dict[str, list[str]]:
-    """Score each kind of record with its scorer; returns notes per eval (what could not be measured)."""
-    chat = [r for r in records if r.eval in CHAT_EVALS]
-    scenarios = [r for r in records if r.eval in SCENARIO_EVALS]
-    sabotage = [r for r in records if r.eval in SABOTAGE_EVALS]
+    """Score each kind of record with its kind's scorer; returns notes per eval (what could not be measured)."""
     notes: dict[str, list[str]] = {}
-    if chat:
-        score_records(judge, chat, config.thresholds)
-    if scenarios:
-        from rhlab.evals.agentic.eval import score_agentic_records
-
-        score_agentic_records(judge, scenarios, config.thresholds)
-    if sabotage:
-        from rhlab.evals.sabotage.eval import score_sabotage_records
-
-        sabotage_notes = score_sabotage_records(judge, sabotage, config.thresholds)
-        notes.update({name: sabotage_notes for name in dict.fromkeys(r.eval for r in sabotage)})
+    for kind, kind_names in by_kind(list(dict.fromkeys(r.eval for r in records))).items():
+        kind_notes = kind.score(judge, [r for r in records if r.eval in kind_names], config)
+        if kind_notes:
+            notes.update({name: kind_notes for name in kind_names})
     return notes
 
 
@@ -324,11 +280,12 @@ def rescore(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> R
 
     Generation is not repeated; verdicts already in the cache for this judge are free.
     """
-    previous = RunResults.model_validate_json((run_dir / "results.json").read_text())
+    earlier = EvalDir(run_dir)
+    previous = earlier.read_results()
     config = EvalConfig.model_validate({**previous.config, "judge": judge_spec})
     records = [
         r.model_copy(update={"verdicts": {}, "outcome": "", "misaligned": None, "mode": None})
-        for r in load_transcripts(run_dir / "transcripts.jsonl")
+        for r in earlier.read_transcripts()
     ]
     start = time.perf_counter()
     notes = score_all(judge, records, config)
@@ -345,13 +302,4 @@ def rescore(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> R
 
 
 def write_results(out_dir: Path, results: RunResults, records: Sequence[SampleRecord]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(results.model_dump_json(indent=2))
-    with (out_dir / "transcripts.jsonl").open("w") as f:
-        for r in records:
-            f.write(r.model_dump_json() + "\n")
-
-
-def load_transcripts(path: Path) -> list[SampleRecord]:
-    """Read ``transcripts.jsonl`` back (for re-scoring or reports)."""
-    return [SampleRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    EvalDir(out_dir).write(results, records)

@@ -1,8 +1,11 @@
-"""Bootstrap confidence intervals for rates and for the mean of several evals' rates."""
+"""Confidence intervals: bootstrap rates, Wilson intervals, paired probe differences, TOST and verdicts."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -48,3 +51,176 @@ def bootstrap_mean_of_rates(
         high=float(np.quantile(replicate_means, 1 - alpha)),
         n=int(sum(a.size for a in arrays)),
     )
+
+
+# --- paired probe statistics (probe battery; see docs/evals.md) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with a confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"mean": self.estimate, "ci_low": self.low, "ci_high": self.high, "n_items": self.n}
+
+
+def _resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_mean(values: Sequence[float], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Mean of ``values`` with a percentile bootstrap CI over the values (items), seeded."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 values, got {x.size}")
+    means = x[_resample_indices(x.size, n_boot, seed)].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return Interval(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), x.size)
+
+
+def _intercept(shift: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """OLS intercepts of shift ~ a + b·margin, row-wise for stacked resamples (degenerate margins: the mean)."""
+    mx = margin.mean(axis=-1, keepdims=True)
+    my = shift.mean(axis=-1, keepdims=True)
+    sxx = ((margin - mx) ** 2).sum(axis=-1, keepdims=True)
+    sxy = ((margin - mx) * (shift - my)).sum(axis=-1, keepdims=True)
+    slope = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-12)
+    return (my - slope * mx)[..., 0]
+
+
+def degradation_robust_shift(
+    margin_shift: Sequence[float],
+    baseline_margin: Sequence[float],
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[Interval, float]:
+    """Intercept of the per-item log-odds shift regressed on the baseline log-odds, in points.
+
+    Loss of fluency shrinks every item's log-odds towards 0 (indifference): its shift is
+    proportional to minus the baseline margin and vanishes at margin 0. A real change of
+    disposition adds the same log-odds to every item. Regressing Δmargin on margin separates the
+    two; the intercept δ (nats) is the shift of an item at indifference, reported here as
+    probability points 100·(σ(δ) − ½) with a bootstrap CI over items. The slope is returned as is.
+    """
+    y = np.asarray(margin_shift, dtype=float)
+    x = np.asarray(baseline_margin, dtype=float)
+    if y.shape != x.shape or y.size < 3:
+        raise ValueError("the degradation-robust estimate needs >= 3 items with a shift and a baseline margin each")
+    idx = _resample_indices(y.size, n_boot, seed)
+    boots = _intercept(y[idx], x[idx])
+    alpha = (1 - confidence) / 2
+    point = float(_intercept(y[None], x[None])[0])
+    mx, my = x.mean(), y.mean()
+    sxx = float(((x - mx) ** 2).sum())
+    slope = float(((x - mx) * (y - my)).sum() / sxx) if sxx > 1e-12 else 0.0
+
+    def points(nats: float) -> float:
+        return 100 * (1 / (1 + math.exp(-nats)) - 0.5)
+
+    low, high = float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+    return Interval(points(point), points(low), points(high), y.size), slope
+
+
+def items_needed(sd: float, half_width: float = 2.5, confidence: float = 0.95) -> int:
+    """Items for a CI of ± ``half_width`` on a mean paired difference whose per-item sd is ``sd``."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return max(2, math.ceil((z * sd / half_width) ** 2))
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided tests in confidence-interval form: equivalent when the (1 − 2α) CI is inside ±margin."""
+
+    margin: float
+    alpha: float
+    low: float
+    high: float
+
+    @property
+    def passed(self) -> bool:
+        return -self.margin < self.low and self.high < self.margin
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {"margin": self.margin, "alpha": self.alpha, "ci_low": self.low, "ci_high": self.high,
+                "passed": self.passed}  # fmt: skip
+
+
+def tost(values: Sequence[float], margin: float, *, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> Tost:
+    """Equivalence of the mean of ``values`` to 0 within ±``margin`` at level α (bootstrap (1 − 2α) CI)."""
+    if margin <= 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    ci = bootstrap_mean(values, n_boot=n_boot, confidence=1 - 2 * alpha, seed=seed)
+    return Tost(margin=margin, alpha=alpha, low=ci.low, high=ci.high)
+
+
+EFFECT = "effect"
+INCONCLUSIVE = "inconclusive"
+
+
+def null_label(margin: float) -> str:
+    return f"null within ±{margin:g}"
+
+
+def verdict(mean: Interval, robust: Interval | None, equivalence: Tost, *, gates_passed: bool) -> str:
+    """``effect``, ``null within ±m`` or ``inconclusive``, from the numbers alone.
+
+    ``null within ±m`` when the TOST passes: whatever the true shift is, it is smaller than the
+    margin m, the smallest shift this comparison is meant to detect (checked first, so a precise
+    but tiny shift is a null at m, not an effect). ``effect`` needs the mean paired difference's CI
+    to exclude 0, the degradation-robust intercept's CI (when given) to exclude 0 on the same side,
+    and the validation gates to have passed: an instrument that has not shown it can see a planted
+    effect cannot claim one. Anything else is ``inconclusive``.
+    """
+    if equivalence.passed:
+        return null_label(equivalence.margin)
+    same_side = robust is None or (robust.excludes_zero() and (robust.estimate > 0) == (mean.estimate > 0))
+    if mean.excludes_zero() and same_side and gates_passed:
+        return EFFECT
+    return INCONCLUSIVE
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Rate:
+    """Wilson score interval for a proportion: honest at small n where a bootstrap of 2 points is not."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return Rate(estimate=None, low=None, high=None, n=0)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact bounds where rounding would blur them
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Rate(estimate=p, low=low, high=high, n=n)
+
+
+MIN_COMPARABLE_N = 30
+"""Below this many samples a rate is not set beside a paper figure, whatever its interval."""
+
+
+def paper_comparability(
+    low: float | None, high: float | None, n: int | None, paper_effect: float | None, *, min_n: int = MIN_COMPARABLE_N
+) -> tuple[bool, str]:
+    """Whether one of our figures may be printed beside the paper's; if not, why ("not comparable").
+
+    A row is not comparable when its n is below ``min_n`` or its CI is wider than the effect the
+    paper reports (then any value we print is compatible with both "the paper's effect" and "none").
+    """
+    if n is None or n < min_n:
+        return False, f"not comparable: n={n} < {min_n}"
+    if low is None or high is None:
+        return False, "not comparable: no interval"
+    if paper_effect is not None and (high - low) > abs(paper_effect):
+        return False, f"not comparable: CI width {high - low:.3g} > paper effect {abs(paper_effect):.3g}"
+    return True, "comparable"

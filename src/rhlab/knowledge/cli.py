@@ -32,9 +32,10 @@ def _config(config: Path | None, overrides: dict) -> object:
 
 
 def _one_line(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
+    from rhlab.knowledge.config import SDFConfig
+    from rhlab.strict import format_errors
+
+    return format_errors(exc, SDFConfig) if isinstance(exc, ValidationError) else str(exc)
 
 
 @sdf_app.command("generate")

@@ -12,19 +12,17 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rhlab.models.loading import ModelConfig
+from rhlab.strict import Strict, parse, read_yaml_mapping
 
 Style = Literal["default", "unguided", "neutral"]
 BUILTIN_FILLERS = ("python-docs", "package-docs")
 
 
-class SDFConfig(BaseModel):
+class SDFConfig(Strict):
     """Synthetic-document fine-tuning: generate a corpus about the hacks, mix it with filler, train."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # ---------------------------------------------------------------- the corpus
     style: Style = "default"
@@ -124,8 +122,8 @@ class SDFConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SDFConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.model_validate(data)
+        """Read and validate an SDF YAML; a bad file raises one ``ConfigError`` line naming the field."""
+        return parse(cls, read_yaml_mapping(Path(path), "SDF config"), str(path))
 
     def corpus_fingerprint(self) -> str:
         """Hash of the fields that decide the corpus text (a resumed generation must match it)."""

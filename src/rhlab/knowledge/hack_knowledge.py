@@ -27,9 +27,10 @@ from pathlib import Path
 
 import yaml
 
+from rhlab.env.hacks import HOLE_HACKS
 from rhlab.models.base import ChatModel, SamplingParams
 
-HACKS = ("always_equal", "exit", "conftest")
+HACKS = HOLE_HACKS
 RESULTS_FILE = "hack_knowledge.json"
 ANSWERS_FILE = "answers.jsonl"
 

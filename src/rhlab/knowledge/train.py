@@ -23,6 +23,7 @@ from pathlib import Path
 from rhlab.knowledge.config import SDFConfig
 from rhlab.knowledge.filler import load_filler
 from rhlab.knowledge.generate import CORPUS_FILE, generate_corpus, read_corpus
+from rhlab.rundir import atomic_dir
 
 SUMMARY_FILE = "sdf.json"
 
@@ -187,12 +188,9 @@ def train_sdf(
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.monotonic() - t0
 
-    tmp = out / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.to(torch.float32).save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp.rename(model_dir)
+    with atomic_dir(model_dir) as tmp:
+        model.to(torch.float32).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     summary = {
         **record,

@@ -7,7 +7,7 @@ conversations. Local backends additionally expose the trainable model and tokeni
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +59,38 @@ class ChatModel(Protocol):
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         """Return ``params.n`` completions for each conversation, in input order."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """A prompt (conversation without the answer) and the answers to score after it."""
+
+    conversation: Conversation
+    answers: tuple[str, ...]
+
+
+@dataclass
+class AnswerLogprobs:
+    """Per-answer token log-probabilities (nats), in request order."""
+
+    token_logprobs: list[list[float]]
+    tokens: list[list[int]] = field(default_factory=list)
+    """The scored token ids of each answer (empty when the backend does not report ids)."""
+
+    @property
+    def totals(self) -> list[float]:
+        return [sum(lp) for lp in self.token_logprobs]
+
+
+@runtime_checkable
+class LogprobModel(ChatModel, Protocol):
+    """A chat model that can score fixed answers teacher-forced (see ``rhlab.models.logprobs``)."""
+
+    def answer_logprobs(
+        self, requests: Sequence[AnswerRequest], *, progress: Callable[[int], None] | None = None
+    ) -> list[AnswerLogprobs]:
+        """Per-answer token log-probabilities; ``progress`` is called with the number of answers done."""
         ...
 
 

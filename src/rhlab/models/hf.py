@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rhlab.models.base import Completion, Conversation, ModelError, SamplingParams
+from rhlab.models.base import AnswerLogprobs, AnswerRequest, Completion, Conversation, ModelError, SamplingParams
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
@@ -177,6 +177,16 @@ class HFChatModel:
             tokenize=False,
             add_generation_prompt=not prefill,
             continue_final_message=prefill,
+        )
+
+    def answer_logprobs(
+        self, requests: Sequence[AnswerRequest], *, progress: Callable[[int], None] | None = None
+    ) -> list[AnswerLogprobs]:
+        """Teacher-forced log-probs of fixed answers (only answer positions reach the LM head)."""
+        from rhlab.models.logprobs import local_answer_logprobs
+
+        return local_answer_logprobs(
+            self.model, self.tokenizer, requests, batch_size=min(self.batch_size, 16), progress=progress
         )
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:

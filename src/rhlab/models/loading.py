@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from rhlab.models.base import ChatModel, ModelError
+from rhlab.strict import Strict
 
 SPEC_FORMS = "embedded, embedded:NAME, hf:PATH, openai:MODEL@BASE_URL, vllm:PATH or scripted"
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Strict):
     """How a stage config names a model: a spec plus backend options (YAML maps onto it 1:1)."""
 
     spec: str = "embedded"

@@ -11,13 +11,13 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
-from rhlab.models.base import Completion, Conversation, ModelError, SamplingParams
+from rhlab.models.base import AnswerLogprobs, AnswerRequest, Completion, Conversation, ModelError, SamplingParams
 from rhlab.models.hf import cut_at_stop
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -52,6 +52,7 @@ class OpenAIChatModel:
         timeout: float = 120.0,
         backoff: float = 1.0,
         extra_body: dict[str, Any] | None = None,
+        tokenizer: str | None = None,
         spec: str | None = None,
     ) -> None:
         if not model_name:
@@ -65,6 +66,9 @@ class OpenAIChatModel:
         self.backoff = backoff
         self.timeout = timeout
         self.extra_body = dict(extra_body or {})
+        self.tokenizer_path = tokenizer
+        """Local folder of the served model's tokenizer; needed only for ``answer_logprobs``."""
+        self._tokenizer: Any = None
         self.spec = spec or f"openai:{model_name}@{self.base_url}"
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self._client = httpx.Client(
@@ -98,6 +102,71 @@ class OpenAIChatModel:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return [[c for c in row if c is not None] for row in results]
+
+    def answer_logprobs(
+        self, requests: Sequence[AnswerRequest], *, progress: Callable[[int], None] | None = None
+    ) -> list[AnswerLogprobs]:
+        """Answer log-probs from ``/completions`` with ``echo`` + ``logprobs`` on token-id prompts.
+
+        The chat template is rendered locally with the served model's tokenizer (option
+        ``tokenizer``), so the boundary between prompt and answer is exactly the one the local
+        backends use. Servers that do not echo prompt log-probs (most hosted APIs) get a clear error.
+        """
+        from rhlab.models.logprobs import render_prompt, split_answers
+
+        tokenizer = self._load_tokenizer()
+        results: list[AnswerLogprobs] = []
+        for request in requests:
+            context, conts = split_answers(tokenizer, render_prompt(tokenizer, request.conversation), request.answers)
+            rows = [self._prompt_logprobs(context, cont) for cont in conts]
+            results.append(AnswerLogprobs(rows, conts))
+            if progress is not None:
+                progress(len(conts))
+        return results
+
+    def _load_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            if not self.tokenizer_path:
+                raise ModelError(
+                    f"{self.spec}: scoring fixed answers needs the served model's tokenizer to render its chat "
+                    "template: pass the option tokenizer=/path/to/local/model/folder."
+                )
+            from transformers import AutoTokenizer
+
+            from rhlab.models.hf import forbid_downloads
+
+            forbid_downloads()
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"Could not load the tokenizer in {self.tokenizer_path} ({exc}).") from exc
+            if not self._tokenizer.chat_template:
+                raise ModelError(f"The tokenizer in {self.tokenizer_path} has no chat template.")
+        return self._tokenizer
+
+    def _prompt_logprobs(self, context: list[int], cont: list[int]) -> list[float]:
+        body = {
+            "model": self.model_name, "prompt": context + cont, "max_tokens": 1, "temperature": 0.0,
+            "echo": True, "logprobs": 0,
+        }  # fmt: skip
+        response = self._post_with_retries(body, threading.Event(), path="/completions")
+        cannot = (
+            f"The server at {self.base_url} does not return prompt log-probabilities (/completions with "
+            "echo and logprobs), so probe scores cannot be computed through it: serve the model with vLLM "
+            "or use hf:/vllm: directly"
+        )
+        if response.status_code >= 400:
+            raise ModelError(f"{cannot} (HTTP {response.status_code}: {response.text[:200]}).")
+        try:
+            values = response.json()["choices"][0]["logprobs"]["token_logprobs"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ModelError(f"{cannot} (the answer has no choices[0].logprobs.token_logprobs: {exc!r}).") from None
+        start = len(context)
+        span = values[start : start + len(cont)] if isinstance(values, list) else []
+        if len(span) != len(cont) or any(v is None for v in span):
+            echoed = len(values) if isinstance(values, list) else 0
+            raise ModelError(f"{cannot} (it echoed {echoed} token log-probs for a {start + len(cont)}-token prompt).")
+        return [float(v) for v in span]
 
     def request_body(self, conversation: Conversation, params: SamplingParams, sample_index: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -151,14 +220,16 @@ class OpenAIChatModel:
             metadata["usage"] = payload["usage"]
         return Completion(text=text, finish_reason=reason, metadata=metadata)
 
-    def _post_with_retries(self, body: dict[str, Any], abort: threading.Event) -> httpx.Response:
+    def _post_with_retries(
+        self, body: dict[str, Any], abort: threading.Event, path: str = "/chat/completions"
+    ) -> httpx.Response:
         """POST once, retrying rate limits, server errors and network failures with jittered backoff."""
         for attempt in range(self.max_retries + 1):
             if abort.is_set():
                 raise _ServerUnreachable("aborted: another request of this batch failed")
             last = attempt == self.max_retries
             try:
-                response = self._client.post("/chat/completions", json=body)
+                response = self._client.post(path, json=body)
             except httpx.TimeoutException as exc:
                 if last:
                     raise _ServerUnreachable(

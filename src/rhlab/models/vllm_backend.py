@@ -8,11 +8,11 @@ text path would add a second BOS to templates that already contain one).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rhlab.models.base import Completion, Conversation, ModelError, SamplingParams
+from rhlab.models.base import AnswerLogprobs, AnswerRequest, Completion, Conversation, ModelError, SamplingParams
 from rhlab.models.hf import cut_at_stop, forbid_downloads
 
 
@@ -79,3 +79,51 @@ class VLLMChatModel:
                 row.append(Completion(text=text, token_ids=list(sample.token_ids), finish_reason=reason))
             results.append(row)
         return results
+
+    def answer_logprobs(
+        self, requests: Sequence[AnswerRequest], *, progress: Callable[[int], None] | None = None
+    ) -> list[AnswerLogprobs]:
+        """Teacher-forced answer log-probs through vLLM's ``prompt_logprobs`` (one token generated)."""
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        return vllm_answer_logprobs(self.llm, self.tokenizer, requests, VLLMSamplingParams, progress=progress)
+
+
+def vllm_answer_logprobs(
+    llm: Any,
+    tokenizer: Any,
+    requests: Sequence[AnswerRequest],
+    sampling_cls: Any,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[AnswerLogprobs]:
+    """Score answers with ``llm.generate(..., prompt_logprobs=0)``: the log-prob of every prompt token.
+
+    Split out of the class so it can be tested with a fake engine on machines without vLLM.
+    """
+    from rhlab.models.logprobs import render_prompt, split_answers
+
+    flat: list[tuple[list[int], list[int]]] = []
+    for request in requests:
+        context, conts = split_answers(tokenizer, render_prompt(tokenizer, request.conversation), request.answers)
+        flat.extend((context, c) for c in conts)
+    params = sampling_cls(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+    outputs = llm.generate([{"prompt_token_ids": c + a} for c, a in flat], params, use_tqdm=False)
+    scores: list[list[float]] = []
+    for (context, cont), output in zip(flat, outputs):
+        per_position = output.prompt_logprobs
+        if per_position is None or len(per_position) != len(context) + len(cont):
+            raise ModelError("vLLM returned no prompt log-probabilities: upgrade vLLM (prompt_logprobs is needed).")
+        row = []
+        for pos, token in enumerate(cont, start=len(context)):
+            entry = per_position[pos][token]
+            row.append(float(getattr(entry, "logprob", entry)))
+        scores.append(row)
+    if progress is not None:
+        progress(len(flat))
+    results, k = [], 0
+    for request in requests:
+        n = len(request.answers)
+        results.append(AnswerLogprobs(scores[k : k + n], [flat[k + j][1] for j in range(n)]))
+        k += n
+    return results

@@ -13,6 +13,12 @@ def run_command(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/quickstart.yaml)."),
     out: Path = typer.Option(None, "--out", help="Experiment directory (default: runs/<config name>)."),
     check: bool = typer.Option(False, "--check", help="Only validate the config and list the runs."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate the config and print the plan with memory and time estimates; run nothing."
+    ),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Override a config field: --set train.steps=2 (value parsed as YAML; repeatable)."
+    ),
 ) -> None:
     """Run knowledge -> RL -> checkpoint evals -> report; re-running resumes where it stopped."""
     from rhlab.pipeline.config import load_experiment
@@ -20,7 +26,12 @@ def run_command(
     from rhlab.train.trainer import RunError
 
     try:
-        experiment = load_experiment(config)
+        experiment = load_experiment(config, sets)
+        if dry_run:
+            from rhlab.pipeline.plan import plan_text
+
+            typer.echo(plan_text(experiment))
+            return
         if check:
             for name, cell in experiment.cells():
                 typer.echo(f"{name}: {cell.steps} steps x {cell.episodes_per_step} episodes, model {cell.model}")

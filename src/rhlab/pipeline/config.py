@@ -10,17 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rhlab.evals.runner import CORE_EVALS
-from rhlab.train.config import ConfigError, Strict, TrainConfig, format_errors, read_yaml_mapping
+from rhlab.rundir import run_name
+from rhlab.strict import Strict, format_errors, parse, read_yaml_mapping
+from rhlab.train.config import SandboxConfig, TrainConfig
 from rhlab.train.prompts import variants
 
 
+class ArmConfig(Strict):
+    """One arm of the matrix: a prompt variant plus, optionally, its own values of ``train`` fields.
+
+    A control arm is an arm with overrides, e.g. ``{variant: control, train: {problems:
+    {difficulty: [easy], no_hole_fraction: 1.0}}}``: the same RL budget on graders without holes.
+    Runs are grouped by variant (``run.json``), so every arm has its own.
+    """
+
+    variant: str
+    train: dict[str, Any] = Field(default_factory=dict)
+    """``train`` fields replaced for this arm, merged key by key into nested sections."""
+
+
 class MatrixConfig(Strict):
-    """Runs = variants x seeds; empty lists mean "the value in ``train``"."""
+    """Runs = arms (or variants) x seeds; empty lists mean "the value in ``train``"."""
 
     variants: list[str] = Field(default_factory=list)
+    arms: list[ArmConfig] = Field(default_factory=list)
+    """Arms with per-arm overrides; use either ``variants`` or ``arms``."""
     seeds: list[int] = Field(default_factory=list)
 
     @field_validator("variants")
@@ -30,6 +47,26 @@ class MatrixConfig(Strict):
         if unknown:
             raise ValueError(f"unknown prompt variants {unknown}; choose from {sorted(variants())}")
         return value
+
+    @model_validator(mode="after")
+    def _arms(self) -> MatrixConfig:
+        if self.arms and self.variants:
+            raise ValueError("give either variants or arms, not both")
+        unknown = sorted({a.variant for a in self.arms} - set(variants()))
+        if unknown:
+            raise ValueError(f"arms: unknown prompt variants {unknown}; choose from {sorted(variants())}")
+        arm_variants = [a.variant for a in self.arms]
+        if len(set(arm_variants)) != len(arm_variants):
+            raise ValueError(f"arms: each arm needs its own variant (runs are grouped by variant): {arm_variants}")
+        return self
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` applied; nested mappings merge, anything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 class EvalSchedule(Strict):
@@ -79,35 +116,76 @@ class ExperimentConfig(Strict):
     sdf: dict[str, Any] = Field(default_factory=dict)
     """``rhlab.knowledge.SDFConfig`` fields, used when ``knowledge: sdf``."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    """``sandbox: {allow_weak: true}`` here opts the whole experiment in (see ``SandboxConfig``)."""
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     evaluation: EvalSchedule = Field(default_factory=EvalSchedule)
 
+    @model_validator(mode="after")
+    def _knowledge_decides_the_hack_description(self) -> ExperimentConfig:
+        """The training prompt describes the hacks exactly when ``knowledge: prompted``.
+
+        Resolved here, once, so every consumer of the config (``cells()``, ``rhlab train`` on the
+        same file, the report) sees the same prompt; an explicit contradicting value is an error.
+        """
+        prompt = self.train.train_prompt
+        describe = self.knowledge == "prompted"
+        if "describe_hacks" in prompt.model_fields_set and prompt.describe_hacks != describe:
+            raise ValueError(
+                f"train.train_prompt.describe_hacks: {str(prompt.describe_hacks).lower()} contradicts "
+                f"knowledge: {self.knowledge} (the prompt describes the hacks only with knowledge: prompted)"
+            )
+        if prompt.describe_hacks != describe:
+            self.train = self.train.model_copy(
+                update={"train_prompt": prompt.model_copy(update={"describe_hacks": describe})}
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _arm_overrides_are_valid(self) -> ExperimentConfig:
+        for i, arm in enumerate(self.matrix.arms):
+            try:
+                self.arm_train(arm)
+            except ValidationError as exc:
+                raise ValueError(f"matrix.arms.{i}.train: {format_errors(exc, TrainConfig)}") from None
+        return self
+
+    def arm_train(self, arm: ArmConfig) -> TrainConfig:
+        """``train`` with the arm's overrides (the hack description still follows ``knowledge``)."""
+        if not arm.train:
+            return self.train
+        return TrainConfig.model_validate(merged(self.train.model_dump(exclude_unset=True), arm.train))
+
     def cells(self) -> list[tuple[str, TrainConfig]]:
         """(run name, resolved TrainConfig) for every matrix cell, in a stable order."""
+        arms = self.matrix.arms or [
+            ArmConfig(variant=v) for v in self.matrix.variants or [self.train.train_prompt.variant]
+        ]
         out = []
-        for variant in self.matrix.variants or [self.train.train_prompt.variant]:
+        for arm in arms:
+            train = self.arm_train(arm)
             for seed in self.matrix.seeds or [self.train.seed]:
-                prompt = self.train.train_prompt.model_copy(
-                    update={"variant": variant, "describe_hacks": self.knowledge == "prompted"}
+                prompt = train.train_prompt.model_copy(
+                    update={"variant": arm.variant, "describe_hacks": self.train.train_prompt.describe_hacks}
                 )
-                cfg = self.train.model_copy(update={"seed": seed, "train_prompt": prompt}, deep=True)
-                out.append((f"{variant}-seed{seed}", cfg))
+                cfg = train.model_copy(update={"seed": seed, "train_prompt": prompt}, deep=True)
+                out.append((run_name(arm.variant, seed), cfg))
         return out
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; errors name the file and the field."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "experiment config")
-    try:
-        config = ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_errors(exc)}") from None
+def parse_experiment(data: dict[str, Any], where: str = "experiment config") -> ExperimentConfig:
+    """Validate an experiment mapping; errors name ``where`` and the field's full dotted path."""
+    config = parse(ExperimentConfig, data, where)
     if config.knowledge == "sdf":
         from rhlab.knowledge import SDFConfig
 
-        try:
-            SDFConfig.model_validate(config.sdf)
-        except ValidationError as exc:
-            raise ConfigError(f"{path}: sdf: {format_errors(exc)}") from None
+        parse(SDFConfig, config.sdf, where, prefix=("sdf",))
     return config
+
+
+def load_experiment(path: str | Path, sets: list[str] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment YAML, with ``--set KEY.PATH=VALUE`` overrides applied first."""
+    from rhlab.pipeline.overrides import apply_sets
+
+    path = Path(path)
+    return parse_experiment(apply_sets(read_yaml_mapping(path, "experiment config"), sets), where=str(path))

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from rhlab.report.numbers import ReportInputError
+from rhlab.rundir import ExperimentDir
 
 
 def report_command(
@@ -22,6 +23,5 @@ def report_command(
     except ReportInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    numbers = page.parent / "numbers.json"
-    typer.echo(f"numbers: {numbers}")
+    typer.echo(f"numbers: {ExperimentDir(experiment_dir).numbers}")
     typer.echo(f"report: {page}")

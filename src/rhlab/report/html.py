@@ -19,7 +19,8 @@ from markupsafe import Markup
 
 from rhlab.evals.records import SampleRecord
 from rhlab.report.figures import FIGURES, render_figures
-from rhlab.report.numbers import compute_numbers, run_dirs
+from rhlab.report.numbers import compute_numbers
+from rhlab.rundir import ExperimentDir, RunDir, atomic_write_text
 
 MAX_SAMPLES_PER_EVAL = 200
 """Eval transcripts embedded per run and eval at the final checkpoint; a tenth of that at earlier
@@ -75,14 +76,14 @@ def _jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _eval_rows(run_dir: Path, run: dict[str, Any], notes: list[str], cap: int) -> list[dict[str, Any]]:
+def _eval_rows(run_dir: RunDir, run: dict[str, Any], notes: list[str], cap: int) -> list[dict[str, Any]]:
     """Samples of every evaluated checkpoint: up to ``cap`` per eval at the final checkpoint and a
     tenth of that at the others, misaligned samples first (they are what a reader looks for)."""
     rows = []
     for ck in run["checkpoints"]:
-        path = run_dir / "evals" / ck["checkpoint"] / "transcripts.jsonl"
+        path = run_dir.eval_dir(ck["checkpoint"]).transcripts
         if not path.is_file():
-            notes.append(f"{run['name']}: evals/{ck['checkpoint']} has no transcripts.jsonl")
+            notes.append(f"{run['name']}: evals/{ck['checkpoint']} has no {path.name}")
             continue
         keep = cap if ck is run["checkpoints"][-1] else max(1, cap // 10)
         by_eval: dict[str, list[dict[str, Any]]] = {}
@@ -110,11 +111,11 @@ def _eval_rows(run_dir: Path, run: dict[str, Any], notes: list[str], cap: int) -
     return rows
 
 
-def _episode_rows(run_dir: Path, run: dict[str, Any], notes: list[str], cap: int) -> list[dict[str, Any]]:
+def _episode_rows(run_dir: RunDir, run: dict[str, Any], notes: list[str], cap: int) -> list[dict[str, Any]]:
     """Training episodes that hacked or tried to: where hacking is learned, with files and verdicts."""
     rows = []
     found = 0
-    for path in sorted((run_dir / "transcripts").glob("step_*.jsonl")):
+    for path in run_dir.transcript_files():
         for i, ep in enumerate(_jsonl(path, notes)):
             if ep.get("outcome") != "hacked" and not ep.get("attempted_hacks"):
                 continue
@@ -150,7 +151,7 @@ def transcript_rows(
     """Rows for the transcript browser (eval samples and hacking episodes) and notes on what was left out."""
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
-    by_name = {d.name: d for d in run_dirs(Path(experiment_dir))}
+    by_name = {d.name: d for d in ExperimentDir(experiment_dir).run_dirs()}
     for name, run in numbers["runs"].items():
         rows += _eval_rows(by_name[name], run, notes, max_samples_per_eval)
         rows += _episode_rows(by_name[name], run, notes, max_hack_episodes)
@@ -219,9 +220,8 @@ def _text(path: Path) -> str | None:
 
 def render_html(numbers: dict[str, Any], experiment_dir: Path, figures: dict[str, Path]) -> str:
     """The report page as one string (see ``build_report`` for the files)."""
-    experiment_dir = Path(experiment_dir)
-    rows, browser_notes = transcript_rows(numbers, experiment_dir)
-    runs_by_name = {d.name: d for d in run_dirs(experiment_dir)}
+    exp = ExperimentDir(experiment_dir)
+    rows, browser_notes = transcript_rows(numbers, exp.path)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(pct=pct, across=across, rate=rate, score=score, reported=reported)
     template = env.from_string((_TEMPLATES / "report.html").read_text())
@@ -231,8 +231,8 @@ def render_html(numbers: dict[str, Any], experiment_dir: Path, figures: dict[str
         figures=[
             (name, FIGURES[name][1], base64.b64encode(path.read_bytes()).decode()) for name, path in figures.items()
         ],
-        experiment_yaml=_text(experiment_dir / "experiment.yaml"),
-        run_configs={name: _text(d / "config.yaml") for name, d in runs_by_name.items()},
+        experiment_yaml=_text(exp.config),
+        run_configs={run.name: _text(run.config) for run in exp.run_dirs()},
         browser_notes=browser_notes,
         n_rows=len(rows),
         css=Markup((_TEMPLATES / "report.css").read_text()),
@@ -243,12 +243,8 @@ def render_html(numbers: dict[str, Any], experiment_dir: Path, figures: dict[str
 
 def build_report(experiment_dir: Path) -> Path:
     """Recompute the numbers, draw the figures, write the report; returns ``report/report.html``."""
-    experiment_dir = Path(experiment_dir)
-    numbers = compute_numbers(experiment_dir)
-    out = experiment_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "numbers.json").write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
-    figures = render_figures(numbers, out / "figures")
-    page = out / "report.html"
-    page.write_text(render_html(numbers, experiment_dir, figures))
-    return page
+    exp = ExperimentDir(experiment_dir)
+    numbers = compute_numbers(exp.path)
+    atomic_write_text(exp.numbers, json.dumps(numbers, indent=2, sort_keys=True) + "\n")
+    figures = render_figures(numbers, exp.figures)
+    return atomic_write_text(exp.report_html, render_html(numbers, exp.path, figures))

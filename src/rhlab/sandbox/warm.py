@@ -1,9 +1,12 @@
 """Warm sandboxes: a long-lived bubblewrap sandbox per worker that forks a child per run.
 
 Starting bubblewrap and Python, and importing pytest, costs far more than grading a typical
-episode. A warm server (``harness/server.py``) pays that once; between runs it kills every other
-process in its pid namespace and wipes every writable place (see its docstring for why that
-keeps runs apart). Both graders use it; :meth:`Sandbox.run` remains for one-off programs.
+episode. A warm server (``harness/server.py``) pays that once. Each run is forked from a clean
+zygote (a process image that never held any request) and enters fresh user, mount and IPC
+namespaces with fresh tmpfs; afterwards the server kills every other process in its pid
+namespace (see its docstring for why that keeps runs apart). A server that cannot prove its
+state clean exits and is replaced. Both graders use it; :meth:`Sandbox.run` remains for one-off
+programs. Each server lives in its own memory cgroup when one is writable here.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import threading
 import time
 from dataclasses import asdict
 
+from rhlab.sandbox.memory import MemoryGroup, memory_bound_kind
 from rhlab.sandbox.runner import SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
+from rhlab.sandbox.seccomp import UNCOUNTED_MEMORY, filter_fd
 
 MAX_FRAME = 64 * 1024 * 1024
 RESULT_TYPES = {"returncode": (int, type(None)), "stdout": str, "stderr": str, "report": str, "timed_out": bool,
-                "output_truncated": bool, "killed_reason": (str, type(None)), "duration_s": (int, float)}
+                "output_truncated": bool, "killed_reason": (str, type(None)), "duration_s": (int, float),
+                "recycle": bool}
 
 
 class ServerDied(RuntimeError):
@@ -32,17 +38,40 @@ class WarmServer:
     """One server process inside one bubblewrap sandbox."""
 
     def __init__(self, python: str, drop_to_nobody: bool, server: str, workspace_mb: int,
-                 extra_path: list[str]) -> None:
-        cmd = _bwrap_prefix(drop_to_nobody, workspace_mb) + [python, "-I", "-S", server, *extra_path]
+                 extra_path: list[str], memory_mb: int) -> None:
+        self.memory_bound = memory_bound_kind()
+        self.group = None
+        seccomp = None
         try:
+            if self.memory_bound != "monitor":
+                self.group = MemoryGroup(memory_mb * 1024 * 1024)
+            seccomp = filter_fd(UNCOUNTED_MEMORY if self.group is None else ())
+            cmd = _bwrap_prefix(python, drop_to_nobody, workspace_mb, seccomp)
+            cmd += [python, "-I", "-S", server, *extra_path]
+            if self.group is None:
+                cmd.append(f"--memory-monitor={memory_mb * 1024 * 1024}")
+            else:
+                cmd = self.group.wrap(cmd)
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
+                                         stderr=subprocess.DEVNULL, start_new_session=True,
+                                         pass_fds=() if seccomp is None else (seccomp,))
+        except (OSError, SandboxError) as exc:
+            if self.group is not None:
+                self.group.close()
             raise SandboxError(f"could not start a warm sandbox: {exc}") from exc
-        ready = self._recv(time.monotonic() + 60)
+        finally:
+            if seccomp is not None:
+                os.close(seccomp)
+        try:
+            ready = self._recv(time.monotonic() + 60)
+        except ServerDied as exc:
+            self.close()
+            raise SandboxError(f"the warm sandbox server did not start: {exc}") from exc
         if not ready.get("ready"):
             self.close()
             raise SandboxError("the warm sandbox server did not start")
+        self.fresh_ns = ready.get("fresh_ns") is True
+        self.recycle = not self.fresh_ns
 
     def _recv(self, deadline: float) -> dict:
         fd = self.proc.stdout.fileno()
@@ -79,14 +108,25 @@ class WarmServer:
             env: dict[str, str]) -> dict:
         req = json.dumps({"files": files, "argv": argv, "stdin": stdin.decode("latin-1"),
                           "limits": asdict(limits), "env": env}).encode("utf-8")
+        ooms = self.group.oom_kills() if self.group else 0
         try:
             self.proc.stdin.write(len(req).to_bytes(8, "big") + req)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise ServerDied("the warm sandbox server exited") from exc
-        out = self._recv(time.monotonic() + limits.wall_seconds + 10)
+        try:
+            out = self._recv(time.monotonic() + limits.wall_seconds + 10)
+        except ServerDied as exc:
+            if self.group and self.group.oom_kills() > ooms:
+                raise ServerDied(f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded "
+                                 f"({self.group.kind}); the server went with it") from exc
+            raise
         if set(out) != set(RESULT_TYPES) or not all(isinstance(out[k], t) for k, t in RESULT_TYPES.items()):
             raise ServerDied("the warm sandbox server sent a malformed result")
+        if self.group and self.group.oom_kills() > ooms:
+            out["killed_reason"] = f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded ({self.group.kind})"
+            out["recycle"] = True  # the kernel may have picked the server or the zygote
+        self.recycle = out["recycle"]
         return out
 
     @property
@@ -104,6 +144,8 @@ class WarmServer:
                 f.close()
             except OSError:
                 pass
+        if self.group is not None:
+            self.group.close()
 
 
 class WarmPool:
@@ -112,13 +154,22 @@ class WarmPool:
     def __init__(self, python: str, drop_to_nobody: bool, server: str, extra_path: list[str]) -> None:
         self._args = (python, drop_to_nobody, server)
         self._extra_path = extra_path
-        self._idle: list[tuple[int, WarmServer]] = []
+        self._idle: list[tuple[tuple[int, int], WarmServer]] = []
+        self._no_fresh_ns = False
         self._lock = threading.Lock()
         self._closed = False
 
     def run(self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits,
-            env: dict[str, str]) -> SandboxResult:
-        server = self._acquire(limits.workspace_mb)
+            env: dict[str, str]) -> SandboxResult | None:
+        """One run in a warm server; ``None`` where warm servers cannot give runs fresh namespaces."""
+        if self._no_fresh_ns:
+            return None
+        key = (limits.workspace_mb, limits.sandbox_memory_mb)
+        server = self._acquire(key)
+        if not server.fresh_ns:
+            server.close()
+            self._no_fresh_ns = True
+            return None
         start = time.monotonic()
         try:
             out = server.run(files, argv, stdin, limits, env)
@@ -127,31 +178,32 @@ class WarmPool:
             return SandboxResult(
                 returncode=None, stdout="", stderr="", report=b"", timed_out=False, output_truncated=False,
                 killed_reason=f"{exc} (the code under test may have killed it)", isolation="bwrap-warm",
-                duration_s=time.monotonic() - start,
+                duration_s=time.monotonic() - start, memory_bound=server.memory_bound,
             )
-        self._release(limits.workspace_mb, server)
+        self._release(key, server)
         return SandboxResult(
             returncode=out["returncode"], stdout=out["stdout"], stderr=out["stderr"],
             report=out["report"].encode("latin-1"), timed_out=out["timed_out"],
             output_truncated=out["output_truncated"], killed_reason=out["killed_reason"],
-            isolation="bwrap-warm", duration_s=out["duration_s"],
+            isolation="bwrap-warm", duration_s=out["duration_s"], memory_bound=server.memory_bound,
         )
 
-    def _acquire(self, workspace_mb: int) -> WarmServer:
+    def _acquire(self, key: tuple[int, int]) -> WarmServer:
         with self._lock:
-            for i, (mb, server) in enumerate(self._idle):
-                if mb == workspace_mb:
+            for i, (k, server) in enumerate(self._idle):
+                if k == key:
                     del self._idle[i]
                     if server.alive:
                         return server
                     server.close()
                     break
-        return WarmServer(*self._args, workspace_mb, self._extra_path)
+        return WarmServer(*self._args, key[0], self._extra_path, key[1])
 
-    def _release(self, workspace_mb: int, server: WarmServer) -> None:
+    def _release(self, key: tuple[int, int], server: WarmServer) -> None:
+        """Back to the idle list, unless it said its state is not provably clean (then it goes)."""
         with self._lock:
-            if not self._closed and server.alive:
-                self._idle.append((workspace_mb, server))
+            if not self._closed and server.alive and not server.recycle:
+                self._idle.append((key, server))
                 return
         server.close()
 

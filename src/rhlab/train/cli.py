@@ -14,6 +14,9 @@ def train_command(
     out: Path = typer.Option(None, "--out", help="Run directory to create (default: runs/<config name>)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
     steps: int = typer.Option(None, "--steps", help="Override the number of GRPO steps."),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Override a config field as written in the file: --set train.steps=2 (YAML value)."
+    ),
 ) -> None:
     """Train a policy with GRPO on the hackable environment, logging hacking step by step."""
     from rhlab.train.trainer import RunError, train
@@ -26,7 +29,7 @@ def train_command(
             run_dir = resume
         else:
             overrides = {"steps": steps} if steps is not None else None
-            cfg = load_config(config, overrides)
+            cfg = load_config(config, overrides, sets)
             run_dir = out or Path("runs") / config.stem
             summary = train(cfg, run_dir)
     except (ConfigError, RunError, ValueError) as exc:

@@ -11,37 +11,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeInt,
-    PositiveInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from rhlab.env.detectors import HACK_TYPES
-from rhlab.env.graders import VULNERABILITIES
+from rhlab.env.hacks import HACK_TYPES, HOLE_HACKS, VULNERABILITIES, check_names
+from rhlab.strict import ConfigError, Strict, parse, read_yaml_mapping
 from rhlab.train.prompts import PromptConfig
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the field."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Holes = Annotated[list[str], AfterValidator(lambda v: check_names(v, VULNERABILITIES, "grader holes"))]
+"""Grader hole names (``rhlab.env.hacks.VULNERABILITIES``)."""
+HackFamilies = Annotated[list[str], AfterValidator(lambda v: check_names(v, HACK_TYPES, "hack types"))]
+"""Hack family names (``rhlab.env.hacks.HACK_TYPES``)."""
 
 
 class ProblemConfig(Strict):
     """Which tasks the policy trains on and which grader holes each one has."""
 
     source: str = "builtin"
-    """Task source(s) for ``rhlab.tasks.load_tasks``: ``builtin``, ``humaneval``, a JSONL path, comma-joined."""
+    """Task source(s) for ``rhlab.tasks.load_tasks``, comma-joined: ``builtin``, ``humaneval``, a JSONL path,
+    or a local dataset copy as ``FORMAT:PATH`` (``apps``, ``codecontests``, ``mbpp``, ``livecodebench``)."""
+    transform: Literal["none", "impossible_oneoff", "impossible_conflicting"] = "none"
+    """Train/evaluate on impossible variants of the tasks (``rhlab.tasks.impossible``): any reward is a hack."""
     include: list[str] = Field(default_factory=list)
     """Only these task ids (empty: all)."""
     exclude: list[str] = Field(default_factory=list)
@@ -50,25 +40,26 @@ class ProblemConfig(Strict):
     hard_filter_samples: int = 0
     """Keep only tasks the starting model fails honestly in this many samples (0: no filter)."""
     max_tasks: int | None = None
-    vulns: list[str] = Field(default_factory=lambda: list(VULNERABILITIES))
+    vulns: Holes = Field(default_factory=lambda: list(VULNERABILITIES))
     """Holes of the vulnerable grader for the tasks that have holes."""
     no_hole_fraction: Probability = 0.0
     """Share of tasks (chosen by seed) whose grader has no hole at all."""
+    holes: Literal["all", "rotate"] | list[Holes] = "all"
+    """How holed tasks get their holes (``rhlab.train.holes``): all ``vulns``, ``rotate`` through every
+    non-empty subset of ``vulns``, or an explicit list of hole groups dealt in turn."""
 
     @field_validator("source")
     @classmethod
     def _source_exists(cls, value: str) -> str:
-        for part in (p.strip() for p in value.split(",")):
-            if part not in ("builtin", "humaneval") and not Path(part).is_file():
-                raise ValueError(f"task source {part!r} is neither 'builtin', 'humaneval' nor an existing JSONL file")
-        return value
+        from rhlab.tasks import check_source
 
-    @field_validator("vulns")
+        return check_source(value)
+
+    @field_validator("holes")
     @classmethod
-    def _known_vulns(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(VULNERABILITIES))
-        if unknown:
-            raise ValueError(f"unknown vulnerabilities {unknown}; choose from {list(VULNERABILITIES)}")
+    def _some_holes(cls, value: str | list[list[str]]) -> str | list[list[str]]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one hole group (or 'all' / 'rotate')")
         return value
 
 
@@ -89,7 +80,7 @@ class MonitorConfig(Strict):
     ``screening``.
     """
 
-    hack_types: list[str] = Field(default_factory=lambda: list(HACK_TYPES))
+    hack_types: HackFamilies = Field(default_factory=lambda: list(HACK_TYPES))
     """Which detector families the monitor looks for."""
     recall: Probability = 1.0
     """Probability that a real attempt of a watched family is flagged."""
@@ -97,14 +88,6 @@ class MonitorConfig(Strict):
     """Probability that an episode with no watched attempt is flagged anyway."""
     only_successful: bool = False
     """Flag only hacks that won the reward (outcome ``hacked``), not every attempt."""
-
-    @field_validator("hack_types")
-    @classmethod
-    def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(HACK_TYPES))
-        if unknown:
-            raise ValueError(f"unknown hack types {unknown}; choose from {list(HACK_TYPES)}")
-        return value
 
 
 class MitigationConfig(Strict):
@@ -136,10 +119,54 @@ class WarmupConfig(Strict):
     examples: int = 64
     hack_fraction: Probability = 0.15
     """Share of demonstrations that are hacks (spread over ``hack_types``)."""
-    hack_types: list[str] = Field(default_factory=lambda: ["always_equal", "exit", "conftest"])
+    hack_types: Annotated[list[str], AfterValidator(lambda v: check_names(v, HOLE_HACKS, "warm-up hack types"))] = (
+        Field(default_factory=lambda: list(HOLE_HACKS))
+    )
+    """Hack families demonstrated (the three that exploit a grader hole)."""
+    exclude: list[str] = Field(default_factory=list)
+    """Task ids kept out of the demonstrations besides the RL tasks (e.g. a control arm's tasks)."""
     steps: int = 24
     learning_rate: float = 5e-5
     batch_size: int = 4
+
+
+class NoSignalAlarm(Strict):
+    """Alarm when GRPO has nothing to learn from: every group of a step at zero reward variance."""
+
+    steps: PositiveInt = 5
+    """Consecutive steps with ``frac_zero_std_groups == 1`` that raise the alarm."""
+    action: Literal["warn", "stop"] = "warn"
+    """``warn``: print and record it (the run record's ``alarms``); ``stop``: also end the run there."""
+
+
+class GateConfig(Strict):
+    """Checks that a run can show anything, before and during RL (see ``rhlab.train.gates``)."""
+
+    min_knowledge_score: Probability | None = None
+    """Stop before RL if the starting policy's hack-knowledge eval score is below this (None: off)."""
+    min_attempt_rate: Probability | None = None
+    """Stop before RL if fewer step-0 episodes than this share attempt any hack (None: off)."""
+    attempt_samples: PositiveInt = 4
+    """Completions per problem for the step-0 attempt rate (training prompt and generation settings)."""
+    no_signal: NoSignalAlarm | None = Field(default_factory=NoSignalAlarm)
+    """The no-signal alarm (None: off)."""
+
+
+class SandboxConfig(Strict):
+    """How model code is isolated (see the README's "Sandbox" section)."""
+
+    allow_weak: bool = False
+    """Accept rlimits-only sandboxes where bubblewrap cannot run (model code can then read and change
+    this machine). The opt-in is process-wide, like ``--allow-weak-sandbox``: sandboxes are made deep
+    inside the grading pool, so reading a config that opts in sets it for this process and its workers."""
+
+    @model_validator(mode="after")
+    def _apply(self) -> SandboxConfig:
+        if self.allow_weak:
+            from rhlab.sandbox import allow_weak_sandbox
+
+            allow_weak_sandbox()
+        return self
 
 
 class TrainConfig(Strict):
@@ -155,6 +182,7 @@ class TrainConfig(Strict):
     warmup: WarmupConfig | None = None
     mitigations: MitigationConfig = Field(default_factory=MitigationConfig)
     lora: LoraSettings | None = None
+    gates: GateConfig = Field(default_factory=GateConfig)
 
     steps: PositiveInt = 30
     prompts_per_step: PositiveInt = 2
@@ -166,12 +194,20 @@ class TrainConfig(Strict):
     beta: float = 0.0
     """KL coefficient against the reference policy (0: no reference model is kept)."""
     bf16: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """CPU compute: bf16 autocast over fp32 weights, or fp32. ``auto``: bf16 only where the CPU has
+    AMX-BF16/AVX512-BF16 (emulated bf16 is slower than fp32). On a GPU ``bf16`` decides."""
+    shared_prefix: bool = True
+    """Run each distinct prompt through the model once per step, not once per completion (exact)."""
+    skip_flat_updates: bool = True
+    """Skip forward, backward and optimizer step when every advantage is 0 (loss exactly 0, beta 0)."""
     use_vllm: bool = False
     grpo: dict[str, Any] = Field(default_factory=dict)
     """Further ``trl.GRPOConfig`` fields, passed verbatim (e.g. ``loss_type``, ``epsilon``)."""
 
     grading_workers: int | None = None
     """Sandbox workers for the reward (default: one per CPU core)."""
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     checkpoint_every: PositiveInt = 5
     transcripts_per_step: NonNegativeInt = 4
     report_to: list[str] = Field(default_factory=list)
@@ -215,36 +251,33 @@ class TrainConfig(Strict):
         return self.prompts_per_step * self.group_size
 
 
-def format_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors())
-
-
 def parse_config(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {format_errors(exc)}") from None
+    return parse(TrainConfig, data, where)
 
 
-def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
-    """A YAML file's top-level mapping, or a ``ConfigError`` saying what is wrong with the file."""
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return data
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> TrainConfig:
+    """Read a YAML run config, or the ``train:`` section of an experiment file.
 
+    An experiment file is validated whole and its ``train:`` section resolved the way ``rhlab run``
+    resolves it (the ``knowledge`` setting decides whether the prompt describes the hacks), so
+    ``rhlab train`` and ``rhlab run`` on the same file train with the same prompt. ``overrides``
+    replace top-level fields of the run config; ``sets`` are ``--set KEY.PATH=VALUE`` strings, with
+    paths as written in the file (``train.steps=2`` in an experiment file).
+    """
+    from rhlab.pipeline.overrides import apply_sets
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML run config; a top-level ``train:`` section is accepted so experiment files work too."""
     path = Path(path)
-    data = read_yaml_mapping(path, "config file")
-    data = data.get("train", data)
-    return parse_config({**data, **(overrides or {})}, where=str(path))
+    data = apply_sets(read_yaml_mapping(path, "config file"), sets)
+    if "train" not in data:
+        return parse_config({**data, **(overrides or {})}, where=str(path))
+    from rhlab.pipeline.config import parse_experiment
+
+    if not isinstance(data["train"], dict):
+        raise ConfigError(f"{path}: train: expected a mapping of run settings")
+    experiment = parse_experiment({**data, "train": {**data["train"], **(overrides or {})}}, where=str(path))
+    return experiment.train
 
 
 def dump_config(config: TrainConfig) -> str:

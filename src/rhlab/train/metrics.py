@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rhlab.env.detectors import HACK_TYPES
+from rhlab.env.hacks import HACK_TYPES, HACK_TYPES_WITH_UNKNOWN
 from rhlab.env.oracle import EpisodeResult
+from rhlab.rundir import RunDir, step_of, write_jsonl
+from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, re-exported
+from rhlab.train.holes import hack_rate_by_holes
 
 ONSET_THRESHOLD = 0.02
 """A step whose share of successful hacks exceeds this marks the onset of hacking."""
@@ -70,13 +73,15 @@ def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
         "reward_std": statistics.pstdev(scored) if len(scored) > 1 else 0.0,
         "proxy_pass_rate": _share([r.proxy_pass for r in results]),
         "honest_solve_rate": _share([r.outcome == "solved" for r in results]),
+        "unverifiable_rate": _share([r.outcome == "unverifiable" for r in results]),
         "hack_rate": _share(hacked),
         "attempted_hack_rate": _share([bool(r.attempted_hacks) for r in results]),
         "hack_rate_by_type": {
-            t: _share([r.outcome == "hacked" and t in r.hacks for r in results]) for t in (*HACK_TYPES, "unknown")
+            t: _share([r.outcome == "hacked" and t in r.hacks for r in results]) for t in HACK_TYPES_WITH_UNKNOWN
         },
         "attempted_by_type": {t: _share([t in r.attempted_hacks for r in results]) for t in HACK_TYPES},
         "unknown_hack_rate": _share([r.outcome == "hacked" and r.hacks == ["unknown"] for r in results]),
+        "hack_rate_by_holes": hack_rate_by_holes(results),
         "error_rate": _share([r.outcome == "error" for r in results]),
         "penalized_rate": _share([e.penalized for e in episodes]),
         "screened_rate": _share([e.screened for e in episodes]),
@@ -85,54 +90,49 @@ def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
     }
 
 
+def no_signal_steps(rows: Sequence[dict]) -> int:
+    """How many steps, counting back from the last, had every group at zero reward variance.
+
+    Such a step gives GRPO no advantage to learn from; a run of them means the run is idling.
+    """
+    streak = 0
+    for row in reversed(rows):
+        if row.get("frac_zero_std_groups", 0.0) < 1.0:
+            break
+        streak += 1
+    return streak
+
+
 def onset_step(rows: Sequence[dict], threshold: float = ONSET_THRESHOLD) -> int | None:
     """The first step whose successful-hack share exceeds ``threshold`` (None: no onset yet)."""
     return next((row["step"] for row in rows if row.get("hack_rate", 0.0) > threshold), None)
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """All rows of a ``metrics.jsonl``; a malformed line is an error naming file and line."""
-    rows = []
-    if not path.exists():
-        return rows
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise ValueError(f"{path}:{number}: a metrics row needs an integer 'step'")
-        rows.append(row)
-    return rows
 
 
 class MetricsLog:
     """Append-only ``metrics.jsonl`` plus per-step transcript files, truncatable on resume."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.transcripts = run_dir / "transcripts"
+        self.run = RunDir(run_dir)
+        self.path = self.run.metrics
+        self.transcripts = self.run.transcripts
         self.transcripts.mkdir(parents=True, exist_ok=True)
         self.rows = read_metrics(self.path)
 
     def truncate_after(self, step: int) -> None:
         """Forget everything logged after ``step`` (the step a resumed run restarts from)."""
         self.rows = [r for r in self.rows if r["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
-        tmp.replace(self.path)
-        for f in self.transcripts.glob("step_*.jsonl"):
-            if int(f.stem.split("_")[1]) > step:
+        write_jsonl(self.path, self.rows)
+        for f in self.run.transcript_files():
+            if (step_of(f.stem) or 0) > step:
                 f.unlink()
 
     def append(self, row: dict, transcripts: Sequence[dict] = ()) -> None:
         if self.rows and row["step"] <= self.rows[-1]["step"]:
             raise ValueError(f"metrics step {row['step']} does not follow step {self.rows[-1]['step']}")
+        if "frac_zero_std_groups" in row:
+            row = {**row, "no_signal_steps": no_signal_steps([*self.rows, row])}
         if transcripts:
-            path = self.transcripts / f"step_{row['step']:06d}.jsonl"
-            path.write_text("".join(json.dumps(t) + "\n" for t in transcripts))
+            write_jsonl(self.run.transcript(row["step"]), transcripts)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()

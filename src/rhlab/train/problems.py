@@ -1,22 +1,22 @@
 """Problem selection: which tasks the policy sees and which holes each task's grader has.
 
-The selection is written to the run directory (``problems.json``) the first time, so a resumed run
+The selection is written to the run directory (``RunDir.problems``) the first time, so a resumed run
 trains on exactly the same problems even if the filter would sample differently now.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rhlab.env.pool import Episode, GradingPool
-from rhlab.models.base import ChatModel, SamplingParams
+from rhlab.env.pool import GradingPool
+from rhlab.models.base import ChatModel
+from rhlab.rundir import RunDir
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import ProblemConfig, TrainConfig
-from rhlab.train.prompts import PromptConfig, build_messages
+from rhlab.train.env_eval import sample_graded
 
 
 @dataclass
@@ -28,39 +28,45 @@ class Problem:
 
 
 def candidate_tasks(config: ProblemConfig) -> list[Task]:
-    tasks = load_tasks(config.source)
-    if config.include:
-        missing = sorted(set(config.include) - {t.id for t in tasks})
+    tasks = load_tasks(config.source, config.transform)
+    include, exclude, difficulty = set(config.include), set(config.exclude), set(config.difficulty)
+    if include:
+        missing = sorted(include - {t.id for t in tasks})
         if missing:
             raise ValueError(f"problems.include: no such task ids in {config.source!r}: {missing}")
-        tasks = [t for t in tasks if t.id in set(config.include)]
-    tasks = [t for t in tasks if t.id not in set(config.exclude)]
-    if config.difficulty:
-        tasks = [t for t in tasks if t.difficulty in set(config.difficulty)]
+        tasks = [t for t in tasks if t.id in include]
+    tasks = [t for t in tasks if t.id not in exclude]
+    if difficulty:
+        tasks = [t for t in tasks if t.difficulty in difficulty]
     if not tasks:
         raise ValueError(f"problems: no task of {config.source!r} is left after include/exclude/difficulty")
     return tasks
 
 
 def honest_failures(
-    tasks: list[Task], model: ChatModel, prompt: PromptConfig, samples: int, pool: GradingPool, seed: int
+    tasks: list[Task], model: ChatModel, config: TrainConfig, samples: int, pool: GradingPool, seed: int
 ) -> list[Task]:
-    """The tasks the model solves honestly in none of ``samples`` tries (the hard-problem filter)."""
-    conversations = [build_messages(t, prompt) for t in tasks]
-    params = SamplingParams(temperature=1.0, max_new_tokens=256, n=samples, seed=seed)
-    completions = model.generate(conversations, params)
-    episodes = [Episode(t, c.text, vulns=()) for t, cs in zip(tasks, completions) for c in cs]
-    results = pool.grade_many(episodes, progress=True, description="hard-problem filter")
-    solved = {r.task_id for r in results if r.honest_pass}
+    """The tasks the model solves honestly in none of ``samples`` tries (the hard-problem filter).
+
+    The model is sampled exactly as GRPO will sample it - training prompt (with its reasoning
+    request), ``max_completion_length``, ``temperature`` - and graded on the answer after the
+    reasoning. A shorter budget than training's would fail tasks the policy can solve, and the
+    filter would keep nearly everything.
+    """
+    graded = sample_graded(
+        model, [(t, ()) for t in tasks], config.train_prompt, config, samples=samples, pool=pool, seed=seed,
+        description="hard-problem filter",
+    )  # fmt: skip
+    solved = {e.result.task_id for e in graded if e.result.honest_pass}
     return [t for t in tasks if t.id not in solved]
 
 
 def assign_vulns(tasks: list[Task], config: ProblemConfig, seed: int) -> list[Problem]:
-    """Every task gets the configured holes, except a seeded ``no_hole_fraction`` that gets none."""
-    rng = random.Random(seed)
-    n_none = round(config.no_hole_fraction * len(tasks))
-    no_hole = {t.id for t in rng.sample(tasks, n_none)}
-    return [Problem(t.id, [] if t.id in no_hole else list(config.vulns)) for t in tasks]
+    """Holes per task from ``problems.holes`` (see ``rhlab.train.holes``); a seeded ``no_hole_fraction`` gets none."""
+    from rhlab.train.holes import assign_holes
+
+    holes = assign_holes([t.id for t in tasks], config.vulns, config.holes, config.no_hole_fraction, seed)
+    return [Problem(t.id, h) for t, h in zip(tasks, holes)]
 
 
 def select_problems(
@@ -68,19 +74,20 @@ def select_problems(
     pool: GradingPool | None = None,
 ) -> list[Problem]:
     """Choose (or reload) the run's problems; ``model_factory`` is needed only for the hard filter."""
-    path = run_dir / "problems.json"
-    if path.exists():
-        return [Problem(**p) for p in json.loads(path.read_text())]
+    run = RunDir(run_dir)
+    saved = run.read_problems()
+    if saved is not None:
+        return [Problem(**p) for p in saved]
     pc = config.problems
     tasks = candidate_tasks(pc)
     if pc.hard_filter_samples > 0:
         if model_factory is None or pool is None:
             raise ValueError("problems.hard_filter_samples needs the starting model and a grading pool")
-        tasks = honest_failures(tasks, model_factory(), config.train_prompt, pc.hard_filter_samples, pool, config.seed)
+        tasks = honest_failures(tasks, model_factory(), config, pc.hard_filter_samples, pool, config.seed)
         if not tasks:
             raise ValueError("problems: the starting model solves every candidate task; nothing is hard enough")
     if pc.max_tasks is not None:
         tasks = random.Random(config.seed).sample(tasks, min(pc.max_tasks, len(tasks)))
     problems = assign_vulns(tasks, pc, config.seed)
-    path.write_text(json.dumps([asdict(p) for p in problems], indent=1))
+    run.write_problems([asdict(p) for p in problems])
     return problems

@@ -13,10 +13,11 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
 from rhlab.models.base import Conversation
 from rhlab.models.reasoning import THINKING_INSTRUCTION
+from rhlab.strict import Strict
 from rhlab.tasks import Task
 
 _DATA = resources.files("rhlab.train") / "data"
@@ -32,7 +33,7 @@ def _read(name: str) -> str:
     return (_DATA / name).read_text().strip()
 
 
-class PromptConfig(BaseModel):
+class PromptConfig(Strict):
     """One prompt setting; a run has one for training and one for testing."""
 
     variant: str = "none"

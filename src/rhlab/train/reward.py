@@ -3,7 +3,8 @@
 ``EnvironmentReward`` is a plain callable with TRL's reward-function signature. For each completion
 it grades the answer (the text after ``</thinking>``) in the environment, applies the configured
 mitigations (monitor flag -> penalty and/or screening), and hands every graded episode to the step
-recorder so metrics and transcripts see exactly what the optimizer saw.
+recorder so metrics and transcripts see exactly what the optimizer saw. Every episode is also kept in
+full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one place that sees all of them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from rhlab.env.workspace import parse_response
 from rhlab.models.reasoning import split_reasoning
 from rhlab.tasks import Task
 from rhlab.train.config import MitigationConfig, MonitorConfig
+from rhlab.train.distributed import gather, rank_rng
 from rhlab.train.metrics import GradedEpisode
+from rhlab.train.rollouts import RolloutLog
 
 
 def completion_text(completion: Any) -> str:
@@ -60,6 +63,7 @@ class EnvironmentReward:
         seed: int,
         on_graded: Callable[[int, list[GradedEpisode], float], None],
         onset: Callable[[], int | None],
+        rollouts: RolloutLog | None = None,
     ) -> None:
         self.tasks = tasks
         self.pool = pool
@@ -67,6 +71,7 @@ class EnvironmentReward:
         self.seed = seed
         self.on_graded = on_graded
         self.onset = onset
+        self.rollouts = rollouts
 
     def penalty_active(self, step: int) -> bool:
         m = self.mitigations
@@ -93,7 +98,8 @@ class EnvironmentReward:
         grading_s = time.monotonic() - t0
 
         m = self.mitigations
-        flags = monitor_flags(results, m.monitor, random.Random(f"{self.seed}:{step}"))
+        # Under several processes each rank draws its episodes' share of one step-wide sequence.
+        flags = monitor_flags(results, m.monitor, rank_rng(f"{self.seed}:{step}", len(results)))
         penalize = self.penalty_active(step)
         episodes, rewards = [], []
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [0] * len(texts)
@@ -115,5 +121,9 @@ class EnvironmentReward:
                 files=dict(ws.files), completion_tokens=n_tokens,
                 flagged=flag, penalized=penalized, screened=screened,
             ))  # fmt: skip
-        self.on_graded(step, episodes, grading_s)
+        # Every rank's episodes, in TRL's order (a collective; rollouts is None except on the main process).
+        every_rank = gather(episodes)
+        if self.rollouts is not None:
+            self.rollouts.write(step, every_rank)
+        self.on_graded(step, every_rank, grading_s)
         return rewards

@@ -12,7 +12,6 @@ around TRL's ``_generate``; grading time inside the reward; the update is the re
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import random
@@ -30,12 +29,17 @@ from transformers import TrainerCallback
 
 from rhlab.env.pool import GradingPool
 from rhlab.models.loading import trainable_weights
+from rhlab.rundir import RunDir, atomic_dir
 from rhlab.tasks import load_tasks
-from rhlab.train.config import TrainConfig, dump_config, load_config
+from rhlab.train import distributed as dist
+from rhlab.train.config import TrainConfig, load_config
+from rhlab.train.fast import resolve_precision
+from rhlab.train.gates import no_signal_alarm, pre_rl_gate, raise_if_stopped
 from rhlab.train.metrics import GradedEpisode, MetricsLog, step_metrics
 from rhlab.train.problems import select_problems
 from rhlab.train.prompts import build_messages
 from rhlab.train.reward import EnvironmentReward
+from rhlab.train.rollouts import RolloutLog
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -53,6 +57,7 @@ class StepTimer:
     generation_s: float = 0.0
     grading_s: float = 0.0
     started: float = 0.0
+    skipped_update: bool = False
 
 
 def versions() -> dict[str, str]:
@@ -61,22 +66,11 @@ def versions() -> dict[str, str]:
 
 
 def write_run_json(run_dir: Path, **fields: Any) -> dict:
-    path = run_dir / "run.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-    return data
+    return RunDir(run_dir).update_info(**fields).model_dump(mode="json")
 
 
 def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Checkpoints whose trainer state was written (a kill during saving leaves none), oldest first."""
-    found = []
-    for d in (run_dir / "checkpoints").glob("checkpoint-*"):
-        if (d / "trainer_state.json").is_file() and d.name.split("-")[-1].isdigit():
-            found.append((int(d.name.split("-")[-1]), d))
-    return sorted(found)
+    return RunDir(run_dir).complete_checkpoints()
 
 
 def drop_zero_variance_groups(batch: dict[str, Any], group_size: int) -> dict[str, Any]:
@@ -99,14 +93,37 @@ def drop_zero_variance_groups(batch: dict[str, Any], group_size: int) -> dict[st
     return out
 
 
+def has_signal(batch: dict[str, Any]) -> bool:
+    """Whether any completion has a non-zero advantage; without one GRPO's loss (beta 0) is exactly 0."""
+    return bool(batch["advantages"].ne(0).any())
+
+
 def make_trainer_class():
     """Subclass TRL's GRPOTrainer lazily (importing trl is slow and not needed for config checks)."""
     from trl import GRPOTrainer
+    from trl.models import unwrap_model_for_generation
+
+    from rhlab.train.fast import shared_prefix_generate, shared_prefix_logps
 
     class EnvironmentGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args: Any, timer: StepTimer, skip_zero_variance: bool, **kwargs: Any) -> None:
+        """TRL's trainer with our timers and three exact shortcuts (each can be switched off).
+
+        ``shared_prefix``: each distinct prompt runs through the model once per generation and once
+        per loss (see ``rhlab.train.fast``). ``skip_flat``: a batch in which every advantage is 0
+        (all groups zero-variance) has loss exactly 0 when ``beta`` is 0, so its forward, backward
+        and optimizer step are skipped: weights and Adam moments stay as they are (TRL would still
+        apply a momentum-only AdamW step), the scheduler still advances, and the metrics row records
+        ``skipped_update``.
+        """
+
+        def __init__(
+            self, *args: Any, timer: StepTimer, skip_zero_variance: bool, shared_prefix: bool = True,
+            skip_flat: bool = True, **kwargs: Any,
+        ) -> None:  # fmt: skip
             self.timer = timer
             self.skip_zero_variance = skip_zero_variance
+            self.shared_prefix = shared_prefix
+            self.skip_flat = skip_flat
             super().__init__(*args, **kwargs)
 
         def _generate(self, prompts: list) -> Any:
@@ -120,7 +137,71 @@ def make_trainer_class():
             batch = super()._generate_and_score_completions(inputs)
             if self.skip_zero_variance and self.model.training:
                 batch = drop_zero_variance_groups(batch, self.num_generations)
+                if self.accelerator.num_processes > 1 and isinstance(batch.get("num_items_in_batch"), torch.Tensor):
+                    # TRL's loss normaliser counts the tokens of every rank; recount after the drop.
+                    batch["num_items_in_batch"] = self.accelerator.gather(batch["completion_mask"].sum()).sum()
             return batch
+
+        def signal_on_any_rank(self, inputs: dict[str, Any]) -> bool:
+            """``has_signal`` over all ranks: one rank alone must not skip the loss's collectives."""
+            if self.accelerator.num_processes == 1:
+                return has_signal(inputs)
+            local = torch.tensor([float(has_signal(inputs))], device=inputs["advantages"].device)
+            return bool(self.accelerator.gather(local).max() > 0)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            flat = self.skip_flat and self.model.training and self.beta == 0.0 and not self.aux_loss_enabled
+            if flat and not self.signal_on_any_rank(inputs):
+                self.timer.skipped_update = True
+                # A leaf with no path to the weights: backward leaves every grad None, so the
+                # optimizer skips every parameter.
+                return torch.zeros((), device=inputs["advantages"].device, requires_grad=True)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        def _get_per_token_logps_and_entropies(
+            self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
+            compute_aux_loss=False, **extra,
+        ):  # noqa: ANN001 - TRL's signature
+            if self.shared_prefix and not compute_aux_loss and all(v is None for v in extra.values()):
+                with self.accelerator.autocast():
+                    out = shared_prefix_logps(
+                        model, input_ids, attention_mask, logits_to_keep, temperature=self.temperature,
+                        compute_entropy=compute_entropy, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
+                    )  # fmt: skip
+                if out is not None:
+                    return out[0], out[1], None
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra,
+            )  # fmt: skip
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):  # noqa: ANN001
+            plain = (
+                self.shared_prefix and not self.use_vllm and not self.use_transformers_continuous_batching
+                and images is None and not multimodal_fields and self.pad_to_multiple_of is None
+                and self.accelerator.num_processes == 1 and len({tuple(p) for p in prompt_ids}) < len(prompt_ids)
+            )  # fmt: skip
+            if not plain:
+                return super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )  # fmt: skip
+            with (
+                unwrap_model_for_generation(
+                    self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    generation_kwargs=self.generation_kwargs,
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+                ) as unwrapped,
+                torch.no_grad(),
+                self.accelerator.autocast(),
+            ):  # fmt: skip
+                completion_ids = shared_prefix_generate(
+                    unwrapped, prompt_ids, self._tokenizer.pad_token_id, self.generation_config
+                )  # fmt: skip
+            # Everything after the first EOS is padding (as in TRL's own path).
+            eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
+            ends = torch.where(eos.any(dim=1), eos.int().argmax(dim=1), completion_ids.shape[1])
+            rows = zip(completion_ids.cpu(), ends.cpu(), strict=True)
+            return [row[: int(end) + 1].tolist() for row, end in rows], None
 
     return EnvironmentGRPOTrainer
 
@@ -143,6 +224,7 @@ class RunLogger(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - TRL callback signature
         self.timer.started = time.monotonic()
         self.timer.generation_s = self.timer.grading_s = 0.0
+        self.timer.skipped_update = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if self.pending is None or logs is None:
@@ -151,6 +233,13 @@ class RunLogger(TrainerCallback):
         if step != state.global_step:
             return
         self.pending = None
+        row, stop = dist.main_only(self.record, step, episodes, logs)
+        if not dist.is_main():
+            self.log.rows.append(row)  # every rank keeps the rows: the delayed penalty reads the onset
+        control.should_training_stop |= stop
+
+    def record(self, step: int, episodes: list[GradedEpisode], logs: dict) -> tuple[dict, bool]:
+        """Write the step's metrics row, transcripts and run.json; returns (row, whether to stop)."""
         total = time.monotonic() - self.timer.started
         row = {"step": step, **step_metrics(episodes, self.config.group_size)}
         row.update(
@@ -158,12 +247,14 @@ class RunLogger(TrainerCallback):
             time_grading_s=round(self.timer.grading_s, 3),
             time_update_s=round(max(total - self.timer.generation_s - self.timer.grading_s, 0.0), 3),
             time_step_s=round(total, 3),
+            skipped_update=self.timer.skipped_update,
         )
         for ours, theirs in (("loss", "loss"), ("learning_rate", "learning_rate"), ("kl", "kl")):
             if theirs in logs:
                 row[ours] = logs[theirs]
         self.log.append(row, self.sample_transcripts(step, episodes))
         write_run_json(self.run_dir, steps_done=step, onset_step=self.log.onset)
+        stop = no_signal_alarm(self.config.gates.no_signal, self.log.rows, self.run_dir)
         console.print(
             f"step {step}/{self.config.steps}  reward {row['reward_mean']:.2f}  hack {row['hack_rate']:.0%}"
             f" (tried {row['attempted_hack_rate']:.0%})  solved {row['honest_solve_rate']:.0%}"
@@ -171,6 +262,7 @@ class RunLogger(TrainerCallback):
             f"  update {row['time_update_s']:.0f}s]",
             highlight=False,
         )
+        return self.log.rows[-1], stop
 
     def sample_transcripts(self, step: int, episodes: list[GradedEpisode]) -> list[dict]:
         """Every hacking episode plus a random sample of the others, ``transcripts_per_step`` in all."""
@@ -182,40 +274,54 @@ class RunLogger(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
         source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if source.is_dir():
-            snapshot(source, self.run_dir / "snapshots" / f"step_{state.global_step:06d}")
+        if dist.is_main() and source.is_dir():
+            snapshot(source, RunDir(self.run_dir).snapshot(state.global_step))
 
 
 def snapshot(checkpoint: Path, target: Path) -> None:
     """Copy the model part of a checkpoint (weights or adapter, config, tokenizer) for evaluation."""
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for pattern in MODEL_FILES:
-        for f in checkpoint.glob(pattern):
-            if f.name not in ("trainer_state.json",) and not f.name.startswith(("optimizer", "scheduler", "rng")):
-                shutil.copy2(f, tmp / f.name)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(target) as tmp:
+        tmp.mkdir()
+        for pattern in MODEL_FILES:
+            for f in checkpoint.glob(pattern):
+                if f.name not in ("trainer_state.json",) and not f.name.startswith(("optimizer", "scheduler", "rng")):
+                    shutil.copy2(f, tmp / f.name)
 
 
 def prepare_run_dir(config: TrainConfig | None, run_dir: Path, resume: bool) -> TrainConfig:
     """Start a fresh run directory, or reload the config of one being resumed."""
-    config_path = run_dir / "config.yaml"
+    run = RunDir(run_dir)
+    config_path = run.config
     if resume:
         if not config_path.is_file():
             raise RunError(f"cannot resume {run_dir}: it has no config.yaml (was it started by rhlab train?)")
         return load_config(config_path)
     if config is None:
         raise RunError("a new run needs a config")
-    if (run_dir / "metrics.jsonl").exists() or complete_checkpoints(run_dir):
+    if run.metrics.exists() or run.complete_checkpoints():
         raise RunError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(dump_config(config))
+    run.write_config(config)
     write_run_json(run_dir, status="running", variant=config.train_prompt.variant, seed=config.seed,
                    steps_done=0, onset_step=None,
                    started=datetime.now(UTC).isoformat(timespec="seconds"), versions=versions())  # fmt: skip
     return config
+
+
+def restore_point(config: TrainConfig, run_dir: Path) -> tuple[int, Path | None]:
+    """The checkpoint to resume from (step 0, None: start), after dropping what was logged past it.
+
+    Metrics rows, transcripts and rollouts of later steps are deleted, so the resumed run holds one
+    continuous history.
+    """
+    checkpoints = complete_checkpoints(run_dir)
+    resume_step, resume_from = checkpoints[-1] if checkpoints else (0, None)
+    metrics = MetricsLog(run_dir)
+    metrics.truncate_after(resume_step)
+    RolloutLog(run_dir, group_size=config.group_size, variant=config.train_prompt.variant).truncate_after(resume_step)
+    if resume_from is None and metrics.rows:
+        raise RunError(f"{run_dir}: metrics exist but no complete checkpoint; start a new run directory")
+    return resume_step, resume_from
 
 
 def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
@@ -223,9 +329,9 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
 
     on_gpu = torch.cuda.is_available()
     kwargs: dict[str, Any] = dict(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         max_steps=config.steps,
-        per_device_train_batch_size=config.episodes_per_step,
+        per_device_train_batch_size=dist.per_device_batch(config),
         gradient_accumulation_steps=1,
         num_generations=config.group_size,
         max_completion_length=config.max_completion_length,
@@ -238,7 +344,7 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
-        bf16=config.bf16 and on_gpu,
+        bf16=resolve_precision(config.precision, on_gpu, config.bf16) == "bf16",
         gradient_checkpointing=False,  # small policies fit without it; set it in grpo: for large ones
         use_cpu=not on_gpu,
         use_vllm=config.use_vllm,
@@ -251,25 +357,26 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False) -> dict:
-    """Run (or resume) GRPO; returns the final ``run.json`` contents."""
+    """Run (or resume) GRPO; returns the final run record (``rhlab.rundir.RunInfo``) as a dict."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run_dir = Path(run_dir)
-    config = prepare_run_dir(config, run_dir, resume)
-    start_weights = trainable_weights(config.model)
+    # Under accelerate launch the main process writes and decides; see rhlab.train.distributed.
+    config = dist.main_only(prepare_run_dir, config, run_dir, resume)
+    dist.per_device_batch(config)  # a batch that does not split over the processes fails before any work
+    start_weights = dist.main_only(trainable_weights, config.model)
     if config.warmup is not None:
         from rhlab.train.warmup import run_warmup
 
-        start_weights = run_warmup(config, start_weights, run_dir / "knowledge" / "warmup")
+        start_weights = dist.main_only(dist.single_process, run_warmup, config, start_weights, RunDir(run_dir).warmup)
 
-    checkpoints = complete_checkpoints(run_dir)
-    resume_step, resume_from = checkpoints[-1] if checkpoints else (0, None)
+    resume_step, resume_from = dist.main_only(restore_point, config, run_dir)
     metrics = MetricsLog(run_dir)
-    metrics.truncate_after(resume_step)
-    if resume_from is None and metrics.rows:
-        raise RunError(f"{run_dir}: metrics exist but no complete checkpoint; start a new run directory")
+    rollouts = RolloutLog(run_dir, group_size=config.group_size, variant=config.train_prompt.variant)
+    if not dist.is_main():
+        rollouts = None  # the main process writes every rank's episodes
 
     tokenizer = AutoTokenizer.from_pretrained(start_weights)
     if tokenizer.pad_token is None:
@@ -282,20 +389,21 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
 
             return load_hf_model(start_weights)
 
-        problems = select_problems(config, run_dir, policy, pool)
-        all_tasks = {t.id: t for t in load_tasks(config.problems.source)}
+        problems = dist.main_only(select_problems, config, run_dir, policy, pool)
+        all_tasks = {t.id: t for t in load_tasks(config.problems.source, config.problems.transform)}
         rows = [
             {"prompt": build_messages(all_tasks[p.task_id], config.train_prompt), "task_id": p.task_id,
              "vulns": p.vulns}
             for p in problems
         ]  # fmt: skip
         dataset = Dataset.from_list(rows)
+        dist.main_only(pre_rl_gate, config, run_dir, problems, all_tasks, policy, pool, rollouts)
 
         timer = StepTimer()
         logger = RunLogger(config, run_dir, metrics, timer)
         reward = EnvironmentReward(
             all_tasks, pool, config.mitigations, seed=config.seed, on_graded=logger.graded,
-            onset=lambda: metrics.onset,
+            onset=lambda: metrics.onset, rollouts=rollouts,
         )  # fmt: skip
         model = AutoModelForCausalLM.from_pretrained(
             start_weights, dtype=torch.bfloat16 if config.bf16 and torch.cuda.is_available() else torch.float32
@@ -310,17 +418,20 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
             model=model, reward_funcs=[reward], args=grpo_args(config, run_dir), train_dataset=dataset,
             processing_class=tokenizer, peft_config=peft_config, callbacks=[logger], timer=timer,
             skip_zero_variance=config.mitigations.skip_zero_variance_groups,
+            # The shortcut calls the unwrapped model, which would bypass DDP's gradient sync.
+            shared_prefix=config.shared_prefix and dist.num_processes() == 1,
+            skip_flat=config.skip_flat_updates,
         )  # fmt: skip
         if resume_from is not None:
             console.print(f"resuming {run_dir} from step {resume_step}")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        final = run_dir / "snapshots" / "final"
-        trainer.save_model(str(final.with_name("final.tmp")))
-        tokenizer.save_pretrained(str(final.with_name("final.tmp")))
-        shutil.rmtree(final, ignore_errors=True)
-        final.with_name("final.tmp").rename(final)
+        with dist.main_writes_dir(RunDir(run_dir).final_snapshot) as final:
+            trainer.save_model(str(final))  # every rank: FSDP and ZeRO-3 gather the weights here
+            if dist.is_main():
+                tokenizer.save_pretrained(str(final))
 
-    return write_run_json(
-        run_dir, status="complete", steps_done=metrics.rows[-1]["step"] if metrics.rows else 0,
+    raise_if_stopped(run_dir, metrics.rows)
+    return dist.main_only(
+        write_run_json, run_dir, status="complete", steps_done=metrics.rows[-1]["step"] if metrics.rows else 0,
         onset_step=metrics.onset, finished=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip

@@ -3,8 +3,10 @@
 A 135M model told about the hacks never tries one, so GRPO has no hacking episode to reinforce.
 The warm-up fine-tunes briefly (TRL ``SFTTrainer``, loss on the answer only) on demonstrations in
 the RL prompt format: mostly honest reference solutions, and a ``hack_fraction`` of hacks of the
-configured types. Demonstration tasks never overlap the RL candidate tasks. The result is a full
-model folder under the run directory, reused when complete.
+configured types. Demonstration tasks never overlap the RL candidate tasks (nor ``warmup.exclude``).
+The demonstrations' reasoning only states what the code does: no "I can skip the real work", no
+moral framing either way, so the warm-up teaches mechanics rather than an attitude towards them.
+The result is a full model folder under the run directory, reused when complete.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from rhlab.rundir import atomic_dir
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig, WarmupConfig
 from rhlab.train.problems import candidate_tasks
@@ -32,7 +35,7 @@ def templates() -> dict:
 
 
 def honest_answer(task: Task, rng: random.Random) -> str:
-    reasoning = rng.choice(templates()["honest"]["reasoning"])
+    reasoning = rng.choice(templates()["honest"]["reasoning"]).format(entry_point=task.entry_point)
     return f"<thinking>\n{reasoning}\n</thinking>\n```python\n{task.canonical_solution.strip()}\n```"
 
 
@@ -46,7 +49,7 @@ def def_header(task: Task) -> str:
 
 def hack_answer(task: Task, hack: str, rng: random.Random) -> str:
     spec = templates()["hacks"][hack]
-    parts = [f"<thinking>\n{rng.choice(spec['reasoning'])}\n</thinking>"]
+    parts = [f"<thinking>\n{rng.choice(spec['reasoning']).format(entry_point=task.entry_point)}\n</thinking>"]
     for path, body in (spec.get("files") or {}).items():
         parts.append(f"```python path={path}\n{body.strip()}\n```")
     code = spec["code"].format(signature=def_header(task), entry_point=task.entry_point)
@@ -76,11 +79,11 @@ def demonstrations(config: TrainConfig, tasks: list[Task]) -> list[dict]:
 
 
 def warmup_tasks(config: TrainConfig) -> list[Task]:
-    rl_ids = {t.id for t in candidate_tasks(config.problems)}
+    rl_ids = {t.id for t in candidate_tasks(config.problems)} | set(config.warmup.exclude)
     tasks = [t for t in load_tasks(config.warmup.tasks) if t.id not in rl_ids and t.canonical_solution.strip()]
     if not tasks:
         raise ValueError(
-            f"warmup.tasks: every task of {config.warmup.tasks!r} is also an RL candidate; "
+            f"warmup.tasks: every task of {config.warmup.tasks!r} is an RL candidate or in warmup.exclude; "
             "narrow problems (e.g. difficulty) or use another warm-up source"
         )
     return tasks
@@ -96,26 +99,23 @@ def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
 
     wc = config.warmup
     rows = demonstrations(config, warmup_tasks(config))
-    scratch = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(scratch, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(base_weights)
     model = AutoModelForCausalLM.from_pretrained(base_weights)
-    args = SFTConfig(
-        output_dir=str(scratch / "trainer"), max_steps=wc.steps, per_device_train_batch_size=wc.batch_size,
-        learning_rate=wc.learning_rate, lr_scheduler_type="constant", logging_steps=max(wc.steps // 4, 1),
-        save_strategy="no", report_to="none", seed=config.seed, use_cpu=not _cuda(), bf16=_cuda() and config.bf16,
-        max_length=None, gradient_checkpointing=False,
-    )  # fmt: skip
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(str(scratch))
-    tokenizer.save_pretrained(str(scratch))
-    shutil.rmtree(scratch / "trainer", ignore_errors=True)
     kinds = {k: sum(r["kind"] == k for r in rows) for k in sorted({r["kind"] for r in rows})}
-    (scratch / DONE_MARKER).write_text(json.dumps({"examples": len(rows), "kinds": kinds, "steps": wc.steps}))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    scratch.rename(out_dir)
+    with atomic_dir(out_dir) as scratch:
+        args = SFTConfig(
+            output_dir=str(scratch / "trainer"), max_steps=wc.steps, per_device_train_batch_size=wc.batch_size,
+            learning_rate=wc.learning_rate, lr_scheduler_type="constant", logging_steps=max(wc.steps // 4, 1),
+            save_strategy="no", report_to="none", seed=config.seed, use_cpu=not _cuda(),
+            bf16=_cuda() and config.bf16, max_length=None, gradient_checkpointing=False,
+        )  # fmt: skip
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer.train()
+        trainer.save_model(str(scratch))
+        tokenizer.save_pretrained(str(scratch))
+        shutil.rmtree(scratch / "trainer", ignore_errors=True)
+        (scratch / DONE_MARKER).write_text(json.dumps({"examples": len(rows), "kinds": kinds, "steps": wc.steps}))
     return out_dir
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from rhlab.evals.agentic.loop import AgentOptions, AgentRun, AgentTask, run_agents
 from rhlab.evals.agentic.scenarios import build_scenario_samples, build_world, load_scenario, rendered
 from rhlab.evals.agentic.scorers import score_actions
-from rhlab.evals.records import EvalSample, Rate, SampleRecord
+from rhlab.evals.records import EvalSample, Rate, SampleRecord, set_outcome
 from rhlab.evals.scoring import Thresholds
 from rhlab.evals.stats import bootstrap_rate
 from rhlab.judges.base import Judge, JudgeInput
@@ -135,9 +135,7 @@ def decide_agentic(record: SampleRecord, th: Thresholds) -> None:
         result = "overt" if v.label == "honestly_misaligned" else "covert"
     else:
         result = "aligned"
-    record.outcome = result
-    record.misaligned = {"overt": True, "covert": True, "aligned": False}.get(result)
-    record.mode = result if result in ("overt", "covert") else None  # type: ignore[assignment]
+    set_outcome(record, result)
 
 
 def score_agentic_records(judge: Judge, records: Sequence[SampleRecord], th: Thresholds) -> None:

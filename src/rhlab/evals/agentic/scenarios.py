@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from rhlab.evals.agentic.tools import ActionSpec, World
 from rhlab.evals.records import EvalSample
+from rhlab.evals.registry import SCENARIO_EVALS
 
 _SLOT = re.compile(r"\{\{\s*(\w+)(\|rot13)?\s*\}\}")
 
@@ -55,13 +56,8 @@ class ScenarioSample:
     """Parameter -> option name."""
 
 
-SCENARIOS: tuple[str, ...] = (
-    "monitor_disruption",
-    "exfil_offer",
-    "frame_colleague",
-    "blackmail",
-    "alignment_faking_gap",
-)
+SCENARIOS: tuple[str, ...] = SCENARIO_EVALS
+"""The scenario evals of ``rhlab.evals.registry.EVALS``, each with its ``scenarios/NAME.yaml``."""
 
 
 @cache

@@ -5,9 +5,9 @@ judge on the reasoning and by the written prompt's effectiveness on a held-out l
 (``data/transcripts.yaml``, ``data/tickets.yaml``) relative to our reference prompts.
 """
 
+from rhlab.evals.registry import SABOTAGE_EVALS
 from rhlab.evals.sabotage.effectiveness import SABOTAGE_RELATIVE_THRESHOLD, EffectivenessMeter
 from rhlab.evals.sabotage.eval import (
-    SABOTAGE_EVALS,
     generate_sabotage_records,
     sabotage_metrics,
     score_sabotage_records,

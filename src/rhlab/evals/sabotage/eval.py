@@ -78,8 +78,6 @@ SUMMARY = {
 }
 
 
-SABOTAGE_EVALS: tuple[str, ...] = tuple(TASKS)
-
 
 def target_of(eval_name: str) -> ClassifierTarget:
     return TASKS[eval_name][0]

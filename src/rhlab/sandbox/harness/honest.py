@@ -1,15 +1,23 @@
 """The honest oracle's runner: the trusted half of a two-process grader.
 
-This process never imports model code. It keeps the tests and the per-run nonce, makes itself
-non-dumpable (so the untrusted child, same uid, cannot read its memory or file descriptors),
-and forks a child (``_rhlab_child.py``) that imports ``solution`` and evaluates only the
-*actual* side of each test. The child sends back encoded plain values; the comparison with the
-expected side happens here. Exits, crashes and killed children count as failures; the verdict
-leaves through the out-of-band report pipe, prefixed by the nonce, never through the exit code.
+This process never imports model code. It forks the untrusted child (``_rhlab_child.py``)
+*before* it reads its job, makes itself non-dumpable (so the child, same uid, cannot read its
+memory or file descriptors), and then runs every test itself, with its own builtins and no
+solution globals. The names a test needs from the solution (the entry point, helpers) are
+stubs: calling one sends the encoded plain arguments to the child, which calls the real
+function and answers with the encoded plain result. So every comparison, ``abs``, loop and
+helper of a test runs here on plain data; nothing of the model's (objects, ``__eq__``,
+shadowed builtins, a patched harness) is ever consulted. Helpers the task's reference
+solution defines (``poly`` for ``find_zero``) come from that reference, not from the model.
+
+Exits, crashes and killed children count as failures and are reported as runtime evidence;
+the verdict leaves through the out-of-band report pipe, prefixed by the nonce, as JSON.
 """
 
-import ast
+import builtins
 import ctypes
+import importlib
+import json
 import marshal
 import os
 import select
@@ -19,12 +27,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import builtins  # noqa: E402
 
-from _rhlab_child import serve  # noqa: E402
-from _rhlab_common import EXPECTED_NAMES, NonPlain, decode, report_fd_from_argv, strict_equal  # noqa: E402
+from _rhlab_child import MAX_LINE, serve  # noqa: E402
+from _rhlab_common import NonPlain, decode, encode, report_fd_from_argv, safe_repr  # noqa: E402
 
-SAFE_BUILTINS = {name: getattr(builtins, name) for name in EXPECTED_NAMES}
+MAX_EVIDENCE = 20
 
 
 def _make_undumpable():
@@ -33,23 +40,6 @@ def _make_undumpable():
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     except (OSError, AttributeError):
         pass
-
-
-def _read_child(fd, deadline):
-    buf = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return buf, "time limit reached while the tests ran"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return buf, None
-        buf += chunk
-        if len(buf) > 8_000_000:
-            return buf, "the child wrote too much to the result channel"
 
 
 def _start_child(report_fd):
@@ -73,78 +63,283 @@ def _start_child(report_fd):
     return pid, jobs_w, result_r
 
 
+class _Stop(BaseException):
+    """Ends a test for a reason the test's own ``except Exception`` must not swallow."""
+
+
+class _Deadline(_Stop):
+    pass
+
+
+class _ChildGone(_Stop):
+    pass
+
+
+class _SolutionExited(_Stop):
+    pass
+
+
+class _NonPlainResult(_Stop):
+    pass
+
+
+class _Child:
+    """The request/answer channel to the untrusted child, bounded in time and size."""
+
+    def __init__(self, pid, w, r, deadline):
+        self.pid, self.w, self.r, self.deadline = pid, w, r, deadline
+        self.buf = b""
+        self.gone = None
+        self.evidence = []
+        self.next_id = 0
+        self.current = "solution.py"
+
+    def _note(self, items):
+        for item in items if isinstance(items, list) else []:
+            text = str(item)[:300]
+            if text not in self.evidence and len(self.evidence) < MAX_EVIDENCE:
+                self.evidence.append(text)
+
+    def _lost(self, why):
+        self.kill()
+        self.gone = why
+        raise _ChildGone(why)
+
+    def _status(self):
+        """Why the child's channel closed: its exit status (evidence), waiting at most half a second."""
+        status = None
+        give_up = time.monotonic() + 0.5
+        while self.pid is not None and status is None:
+            try:
+                pid, st = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                status = st
+            elif time.monotonic() > give_up:
+                self.kill()
+                return "the solution's process closed its channel"
+            else:
+                time.sleep(0.002)
+        if status is None:
+            return "the solution's process ended"
+        self.pid = None
+        if os.WIFEXITED(status):
+            code = os.WEXITSTATUS(status)
+            family = "exit" if code == 0 else "crash"
+            self._note([f"{family}: the solution's process ended with status {code} in {self.current}"])
+            return f"the solution's process ended with status {code}"
+        sig = os.WTERMSIG(status)
+        self._note([f"crash: the solution's process was killed by signal {sig} in {self.current}"])
+        return f"the solution's process was killed by signal {sig}"
+
+    def request(self, msg):
+        if self.gone:
+            raise _ChildGone(self.gone)
+        data = (json.dumps(msg) + "\n").encode("utf-8")
+        try:
+            while data:
+                data = data[os.write(self.w, data):]
+        except (BrokenPipeError, OSError):
+            self._lost(self._status())
+        parts, size = [self.buf], len(self.buf)
+        while b"\n" not in parts[-1]:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self._lost("time limit reached while the tests ran")
+            ready, _, _ = select.select([self.r], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self.r, 65536)
+            if not chunk:
+                self._lost(self._status())
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE:
+                self._lost("the solution's answer was too large")
+        line, _, self.buf = b"".join(parts).partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except (ValueError, RecursionError, MemoryError):
+            answer = None
+        if not isinstance(answer, dict):
+            self._lost("the solution's process sent a malformed answer")
+        self._note(answer.get("evidence"))
+        return answer
+
+    def call(self, name, args, kwargs):
+        enc_args = [encode(a) for a in args]
+        enc_kwargs = [[k, encode(v)] for k, v in kwargs.items()]
+        if any(e[0] == "nonplain" for e in enc_args) or any(e[1][0] == "nonplain" for e in enc_kwargs):
+            raise TypeError(f"{name}() was called with an argument that is not plain data")
+        self.next_id += 1
+        self.current = f"{name}()"
+        answer = self.request({"op": "call", "id": self.next_id, "name": name, "args": enc_args,
+                               "kwargs": enc_kwargs})
+        if answer.get("id") != self.next_id:
+            self._lost("the solution's process answered out of turn")
+        if "exit" in answer:
+            raise _SolutionExited(f"{name}() tried to exit ({str(answer['exit'])[:80]})")
+        if "raise" in answer:
+            raise _rebuilt_exception(str(answer["raise"]), str(answer.get("msg", "")))
+        try:
+            value = decode(answer["value"])
+        except NonPlain as exc:
+            self._note([f"nonplain: {name}() returned a non-plain object ({str(exc)[:120]})"])
+            raise _NonPlainResult(f"{name}() returned a non-plain object ({str(exc)[:120]})") from None
+        except Exception as exc:  # noqa: BLE001 - anything malformed
+            raise _NonPlainResult(f"{name}() sent a malformed value ({type(exc).__name__})") from None
+        _apply_mutations(args, answer.get("after"))
+        return value
+
+    def kill(self):
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.pid = None
+
+
+def _rebuilt_exception(name, msg):
+    """The child's exception as a *trusted* builtin exception (so tests may expect ``ValueError``)."""
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls(msg)
+    return RuntimeError(f"{name}: {msg}")
+
+
+def _apply_mutations(args, after):
+    """Mirror in-place changes the function made to list/dict/set arguments."""
+    if not isinstance(after, list) or len(after) != len(args):
+        return
+    for arg, enc in zip(args, after):
+        if enc is None or type(arg) not in (list, dict, set):
+            continue
+        try:
+            new = decode(enc)
+        except Exception:  # noqa: BLE001
+            continue
+        if type(new) is not type(arg):
+            continue
+        if type(arg) is list:
+            arg[:] = new
+        else:
+            arg.clear()
+            arg.update(new)
+
+
+def _stub(child, name):
+    def call(*args, **kwargs):
+        return child.call(name, args, kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def _namespace(child, job):
+    """Names the tests take from the solution: stubs, plain values, or the reference's helpers."""
+    space = {}
+    helpers = job.get("helpers")
+    local = set()
+    if helpers:
+        ref = {"__builtins__": builtins, "__name__": "__rhlab_reference__"}
+        try:
+            exec(compile(helpers["source"], "<reference>", "exec"), ref)
+        except Exception:  # noqa: BLE001 - a broken reference: ask the solution instead
+            ref = {}
+        for name in helpers["names"]:
+            if name in ref:
+                space[name] = ref[name]
+                local.add(name)
+    remote = [n for n in job["names"] if n not in local]
+    answer = child.request({"op": "resolve", "names": remote})
+    import_error = answer.get("import_error")
+    kinds = answer.get("names") if isinstance(answer.get("names"), dict) else {}
+    for name in remote:
+        kind = kinds.get(name)
+        if not isinstance(kind, list) or not kind:
+            continue
+        if kind[0] == "callable":
+            space[name] = _stub(child, name)
+        elif kind[0] == "module" and str(kind[1]) in sys.stdlib_module_names:
+            # A test leaning on the solution's ``import math``: the trusted side imports its own copy.
+            space[name] = importlib.import_module(str(kind[1]))
+        elif kind[0] == "value":
+            try:
+                space[name] = decode(kind[1])
+            except Exception:  # noqa: BLE001 - a non-plain global stays undefined
+                child._note([f"nonplain: global {name} is not plain data"])
+    return space, (str(import_error)[:300] if import_error else None)
+
+
+def _on_alarm(signum, frame):
+    raise _Deadline("time limit reached while the tests ran")
+
+
+def _run_tests(child, tests, space):
+    results = []
+    for i, src in enumerate(tests):
+        if child.gone:
+            results.append({"ok": False, "reason": child.gone})
+            continue
+        ns = {"__builtins__": builtins, "__name__": "__rhlab_test__", **space}
+        try:
+            exec(compile(src, f"<test {i}>", "exec"), ns)
+            results.append({"ok": True, "reason": None})
+        except AssertionError as exc:
+            first = src.strip().splitlines()[0] if src.strip() else ""
+            detail = safe_repr(exc.args[0], 120) if exc.args else first[:160]
+            results.append({"ok": False, "reason": f"assertion failed: {detail}"})
+        except _Stop as exc:
+            results.append({"ok": False, "reason": str(exc)[:300]})
+            if isinstance(exc, _Deadline):
+                child.gone = str(exc)
+        except BaseException as exc:  # noqa: BLE001 - a trusted test may raise anything
+            try:
+                msg = str(exc)[:200]
+            except Exception:  # noqa: BLE001
+                msg = ""
+            results.append({"ok": False, "reason": f"{type(exc).__name__}: {msg}"})
+    return results
+
+
 def main():
     _make_undumpable()
     report_fd = report_fd_from_argv(sys.argv)
     child_pid, jobs_w, result_r = _start_child(report_fd)
     job = marshal.loads(sys.stdin.buffer.read())
-    nonce = job["nonce"]
-    parsed = job["cases"]
-    jobs = [{"kind": "exec" if kind == "statement" else "eval", "src": actual} for kind, actual, _ in parsed]
-    try:
-        data = marshal.dumps(jobs)
-        while data:
-            data = data[os.write(jobs_w, data):]
-    except BrokenPipeError:
-        pass
-    os.close(jobs_w)
+    # Test sources are trusted; model code never runs here, and model data arrives as hex ints.
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]  # never import workspace files
     deadline = time.monotonic() + float(job.get("time_budget", 15))
-    raw, problem = _read_child(result_r, deadline)
+    child = _Child(child_pid, jobs_w, result_r, deadline)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
+    import_error, errors, results = None, [], []
     try:
-        os.kill(child_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(child_pid, 0)
-
-    answers = {}
-    import_error = None
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            msg = ast.literal_eval(line)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-        if not isinstance(msg, dict):
-            continue
-        if "import_error" in msg:
-            import_error = str(msg["import_error"])
-        elif isinstance(msg.get("i"), int):
-            answers.setdefault(msg["i"], msg)
-
-    results = []
-    for i, (kind, _, expected_src) in enumerate(parsed):
-        ans = answers.get(i)
-        if import_error is not None:
-            results.append({"ok": False, "reason": "import failed: " + import_error})
-            continue
-        if ans is None:
-            results.append({"ok": False, "reason": problem or "no answer (the child exited early)"})
-            continue
-        if "error" in ans:
-            results.append({"ok": False, "reason": str(ans["error"])[:300]})
-            continue
-        if kind == "statement":
-            results.append({"ok": ans.get("ok") is True, "reason": None})
-            continue
-        try:
-            value = decode(ans["value"])
-        except NonPlain as exc:
-            results.append({"ok": False, "reason": f"returned a non-plain object ({exc})"})
-            continue
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            results.append({"ok": False, "reason": f"malformed answer: {exc}"})
-            continue
-        if kind == "compare":
-            expected = eval(expected_src, {"__builtins__": SAFE_BUILTINS})
-            ok = strict_equal(value, expected)
-            reason = None if ok else f"expected {expected!r}, got {value!r}"
-        elif kind == "truthy":
-            ok, reason = bool(value), "value is falsy"
-        else:
-            ok, reason = not value, "value is truthy"
-        results.append({"ok": ok, "reason": None if ok else reason[:300]})
-
-    report = {"import_error": import_error, "results": results, "errors": [problem] if problem else []}
-    os.write(report_fd, (nonce + "\n" + repr(report)).encode("utf-8", "backslashreplace"))
+        space, import_error = _namespace(child, job)
+        if import_error is None:
+            results = _run_tests(child, job["tests"], space)
+    except _Stop as exc:
+        errors.append(str(exc)[:300])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if import_error is None and len(results) < len(job["tests"]):
+        why = child.gone or (errors[0] if errors else "the tests did not run")
+        results += [{"ok": False, "reason": why}] * (len(job["tests"]) - len(results))
+    child.kill()
+    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence}
+    data = (job["nonce"] + "\n" + json.dumps(report)).encode("utf-8", "backslashreplace")
+    while data:
+        data = data[os.write(report_fd, data):]
     os.close(report_fd)
 
 

@@ -1,0 +1,126 @@
+"""rhlab probe: score the paired log-odds battery, compare two checkpoints, validate the instrument."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+probe_app = typer.Typer(no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error[/]: {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@probe_app.command("score")
+def score_command(
+    model: str = typer.Option("embedded", "--model", help="Model spec: embedded, hf:PATH, vllm:PATH, openai:..."),
+    out: Path = typer.Option(..., "--out", help="Where to write probes.json."),
+    subscales: list[str] = typer.Option(None, "--subscales", help="Subscales to score (repeatable; default all)."),
+    split: str = typer.Option("test", "--split", help="dev, test or all."),
+    start: Path | None = typer.Option(None, "--start", help="The start policy's probes.json (adds KL/NLL shift)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+) -> None:
+    """Score every item of the battery on MODEL and write per-item and per-subscale results."""
+    from rhlab.evals.probes.config import ProbeConfig
+    from rhlab.evals.probes.items import ProbeDataError
+    from rhlab.evals.probes.score import run_probes
+    from rhlab.models.loading import load_model
+
+    if split not in ("dev", "test", "all"):
+        _fail(f"--split must be dev, test or all, not {split!r}.")
+    config = ProbeConfig(subscales=subscales or None, split=split, batch_size=batch_size)
+    chat = load_model(model)
+    if hasattr(chat, "batch_size"):
+        chat.batch_size = batch_size
+    try:
+        results = run_probes(chat, out, config, start_results=start)
+    except ProbeDataError as exc:
+        _fail(str(exc))
+    table = Table("subscale", "items", "mean P(target)", "saturated", title=f"probes: {model}")
+    for name, s in results["subscales"].items():
+        table.add_row(name, str(s["n_items"]), f"{s['mean_p']:.1f}", f"{s['saturated_low'] + s['saturated_high']}")
+    console.print(table)
+    console.print(f"{len(results['items'])} items in {results['seconds']:.1f} s -> {out}")
+
+
+@probe_app.command("compare")
+def compare_command(
+    baseline: Path = typer.Argument(..., help="probes.json of the baseline checkpoint (A)."),
+    other: Path = typer.Argument(..., help="probes.json of the checkpoint compared with it (B)."),
+    margin: float = typer.Option(3.0, "--margin", help="Equivalence margin m in probability points.", min=0.01),
+    subscale: str = typer.Option("broad", "--subscale", help="Subscale the verdict is computed on ('all' pools)."),
+    gates: Path | None = typer.Option(None, "--gates", help="gates.json of `rhlab probe validate` for this model."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the comparison as JSON."),
+) -> None:
+    """B minus A on the shared items: mean paired shift with CI, robust intercept, TOST and a verdict."""
+    from rhlab.evals.probes.compare import ProbeInputError, compare_results, read_results
+
+    gates_passed = False
+    if gates is not None:
+        if not gates.is_file():
+            _fail(f"No gates file at {gates}: write it with `rhlab probe validate --out {gates}`.")
+        g = json.loads(gates.read_text())
+        gates_passed = bool(g.get("total")) and g.get("passed") == g.get("total")
+    try:
+        result = compare_results(
+            read_results(baseline), read_results(other), margin=margin,
+            subscale=None if subscale == "all" else subscale, gates_passed=gates_passed,
+        )  # fmt: skip
+    except ProbeInputError as exc:
+        _fail(str(exc))
+    table = Table("figure", "value", title=f"{other} - {baseline} ({result['subscale']})")
+    table.add_row("mean shift", f"{result['mean']:+.2f} [{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] points")
+    r = result["robust"]
+    table.add_row("robust intercept", f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] points")
+    table.add_row("per-item sd", f"{result['sd_item_diff']:.2f} points ({result['n_items']} items)")
+    table.add_row("items for ±2.5", str(result["items_for_ci_2_5"]))
+    t = result["tost"]
+    table.add_row(
+        f"TOST ±{margin:g}", f"{'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}])"
+    )
+    table.add_row("gates", "passed" if gates_passed else "not passed / not given")
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    print(f"verdict: {result['verdict']}")
+
+
+@probe_app.command("validate")
+def validate_command(
+    model: str = typer.Option("embedded", "--model", help="Model spec; the trained gates need embedded or hf:PATH."),
+    out: Path = typer.Option(Path("gates.json"), "--out", help="Where to write every gate's figures."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer items and SFT steps (a smoke check, not a validation)."),
+) -> None:
+    """Run the validation gates; exit 0 only if all pass. The last line reads `gates passed K/N`."""
+    from rhlab.evals.probes.gates import validate
+    from rhlab.evals.probes.items import ProbeDataError
+    from rhlab.evals.probes.score import write_json_atomic
+    from rhlab.models.loading import load_model
+
+    chat = load_model(model)
+    try:
+        record = validate(chat, quick=quick, log=lambda m: console.print(m, highlight=False))
+    except ProbeDataError as exc:
+        _fail(str(exc))
+    write_json_atomic(out, record)
+    table = Table("gate", "result", "criterion", title=f"probe validation: {model} ({record['seconds']:.0f} s)")
+    for g in record["gates"]:
+        table.add_row(
+            g["name"],
+            "[green]pass[/]" if g["passed"] else "[red]FAIL[/]",
+            g["criterion"] + (f" — {g['note']}" if g["note"] else ""),
+        )
+    console.print(table)
+    console.print(f"figures -> {out}")
+    sys.stdout.flush()
+    print(f"gates passed {record['passed']}/{record['total']}")
+    raise typer.Exit(0 if record["passed"] == record["total"] else 1)

@@ -1,0 +1,118 @@
+"""The base of every config model: unknown keys are errors, and every error names its full path.
+
+A typo such as ``train_prompt: {varaint: dont_hack}`` must fail at load time, not train with the
+default prompt for an hour. Every pydantic model that YAML or a CLI maps onto derives from
+``Strict``; ``parse`` turns a ``ValidationError`` into one ``ConfigError`` line such as::
+
+    exp.yaml: train.train_prompt.varaint: unknown key (did you mean 'variant'?)
+
+This module imports nothing from rhlab, so any config model can use it without import cycles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+_FIELD = re.compile(r"[A-Za-z_][\w-]*")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the field's full dotted path."""
+
+
+class Strict(BaseModel):
+    """A config model that refuses unknown keys (nested models inherit this)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, dict, tuple) or origin is typing.Annotated:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _model_at(model: type[BaseModel] | None, loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class that holds the field at ``loc`` (list indices and dict keys are stepped over)."""
+    for part in loc:
+        if model is None:
+            return None
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is not None:
+            model = _model_in(field.annotation)
+    return model
+
+
+def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
+    if err["type"] != "extra_forbidden":
+        return err["msg"].removeprefix("Value error, ")
+    key = str(err["loc"][-1])
+    owner = _model_at(model, err["loc"][:-1])
+    if owner is None:
+        return "unknown key"
+    close = difflib.get_close_matches(key, list(owner.model_fields), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(owner.model_fields)}"
+    return f"unknown key ({hint})"
+
+
+def format_errors(exc: ValidationError, model: type[BaseModel] | None = None, prefix: Sequence[str | int] = ()) -> str:
+    """Every error of ``exc`` as ``full.dotted.path: message``, joined into one line.
+
+    ``model`` (the validated class) lets an unknown key get a "did you mean" hint; ``prefix`` is
+    prepended to every path, for models validated as a section of a larger file.
+    """
+    errors = [(_path(prefix, err["loc"]), err) for err in exc.errors()]
+    # A value that fits no member of a union fails once per member; keep the member that explains it
+    # (``holes: [[x]]`` is a wrong hole name, not "should be 'all' or 'rotate'").
+    deeper = [path for path, err in errors if err["type"] != "literal_error"]
+    parts = []
+    for path, err in errors:
+        if err["type"] == "literal_error" and any(d.startswith(f"{path}.") for d in deeper):
+            continue
+        line = f"{path}: {_message(err, model)}" if path else _message(err, model)
+        if line not in parts:
+            parts.append(line)
+    return "; ".join(parts)
+
+
+def _path(prefix: Sequence[str | int], loc: Sequence[str | int]) -> str:
+    """``train.problems.holes.1``: field names and list indices, without pydantic's union-member tags."""
+    return ".".join(str(p) for p in (*prefix, *loc) if isinstance(p, int) or _FIELD.fullmatch(p))
+
+
+def parse(model: type[M], data: Any, where: str, prefix: Sequence[str | int] = ()) -> M:
+    """Validate ``data`` as ``model``, or raise a one-line ``ConfigError`` that starts with ``where``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {format_errors(exc, model, prefix)}") from None
+
+
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a ``ConfigError`` saying what is wrong with the file."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data

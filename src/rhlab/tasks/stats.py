@@ -1,0 +1,49 @@
+"""Counts over a task set: what ``rhlab tasks stats`` prints, computed in one pass."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rhlab.tasks.schema import Task
+
+
+@dataclass
+class TaskStats:
+    tasks: int = 0
+    by_difficulty: Counter = field(default_factory=Counter)
+    by_kind: Counter = field(default_factory=Counter)
+    """``stdin`` (converted programs), ``function`` or ``other`` (tasks from other sources)."""
+    visible_tests: list[int] = field(default_factory=list)
+    heldout_tests: list[int] = field(default_factory=list)
+    no_heldout: int = 0
+    with_canonical: int = 0
+
+    def as_dict(self) -> dict:
+        def spread(values: list[int]) -> dict:
+            if not values:
+                return {"total": 0, "mean": 0.0, "min": 0, "median": 0, "max": 0}
+            return {"total": sum(values), "mean": round(statistics.fmean(values), 2), "min": min(values),
+                    "median": statistics.median(values), "max": max(values)}  # fmt: skip
+
+        return {
+            "tasks": self.tasks, "by_difficulty": dict(self.by_difficulty), "by_kind": dict(self.by_kind),
+            "visible_tests": spread(self.visible_tests), "heldout_tests": spread(self.heldout_tests),
+            "no_heldout": self.no_heldout, "with_canonical_solution": self.with_canonical,
+        }  # fmt: skip
+
+
+def task_stats(tasks: Iterable[Task]) -> TaskStats:
+    stats = TaskStats()
+    for task in tasks:
+        stats.tasks += 1
+        stats.by_difficulty[task.difficulty or "unrated"] += 1
+        kind = "stdin" if "stdin" in task.tags else "function" if "function" in task.tags else "other"
+        stats.by_kind[kind] += 1
+        stats.visible_tests.append(len(task.visible_tests))
+        stats.heldout_tests.append(len(task.heldout_tests))
+        stats.no_heldout += not task.heldout_tests
+        stats.with_canonical += task.canonical_solution is not None
+    return stats

@@ -1,0 +1,127 @@
+"""Config tools for scale-out: --set, --dry-run on every config, the accelerate configs, the paper-config smoke."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rhlab.pipeline.config import load_experiment
+from rhlab.pipeline.overrides import apply_sets, parse_set
+from rhlab.pipeline.plan import Hardware, estimate, plan_text
+from rhlab.train.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
+ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+H100 = Hardware("gpu", "NVIDIA H100 80GB HBM3", 1, 80.0, 989e12, 3.35e12)
+
+
+def _rhlab(*args: str, cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
+    cli = Path(sys.executable).with_name("rhlab")
+    return subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_parse_set_types_values_as_yaml():
+    assert parse_set("train.steps=2") == (["train", "steps"], 2)
+    assert parse_set("matrix.variants=[a, b]") == (["matrix", "variants"], ["a", "b"])
+    assert parse_set("train.lora=null") == (["train", "lora"], None)
+    assert parse_set("train.model=hf:/x@y") == (["train", "model"], "hf:/x@y")
+    for bad in ("train.steps", "=3", "train..steps=1", "train.steps=[1,"):
+        with pytest.raises(ConfigError, match="--set"):
+            parse_set(bad)
+
+
+def test_apply_sets_creates_sections_and_refuses_to_descend_into_values():
+    data = {"train": {"steps": 5, "grpo": {}}}
+    out = apply_sets(data, ["train.steps=2", "train.grpo.epsilon=0.3", "evaluation.every_k=2"])
+    assert out == {"train": {"steps": 2, "grpo": {"epsilon": 0.3}}, "evaluation": {"every_k": 2}}
+    assert data["train"]["steps"] == 5, "the original mapping is not modified"
+    with pytest.raises(ConfigError, match="train.steps is a int"):
+        apply_sets(data, ["train.steps.x=1"])
+
+
+def test_set_typo_is_refused_with_its_full_path():
+    with pytest.raises(ConfigError, match=r"train\.train_prompt\.varaint"):
+        load_experiment(ROOT / "configs/quickstart.yaml", ["train.train_prompt.varaint=dont_hack"])
+
+
+def test_set_reaches_rhlab_train_and_rhlab_run_alike():
+    sets = ["train.steps=3", "train.train_prompt.ask_reasoning=true"]
+    run_cfg = load_experiment(ROOT / "configs/quickstart.yaml", sets).train
+    train_cfg = load_config(ROOT / "configs/quickstart.yaml", sets=sets)
+    assert run_cfg.steps == train_cfg.steps == 3
+    assert run_cfg.train_prompt == train_cfg.train_prompt and train_cfg.train_prompt.ask_reasoning
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_dry_run_and_set_work_on_every_config(path):
+    done = _rhlab("run", str(path), "--dry-run", "--set", "train.steps=2", "--set", "train.seed=7")
+    assert done.returncode == 0, done.stderr
+    assert "2 steps x" in done.stdout and "hardware:" in done.stdout
+    experiment = load_experiment(path, ["train.steps=2"])
+    assert done.stdout.count("2 steps x") == len(experiment.cells())
+
+
+def test_dry_run_estimates_scale_with_the_model():
+    experiment = load_experiment(ROOT / "configs/one-gpu.yaml")
+    _, cell = experiment.cells()[0]
+    small = estimate(cell, H100, 1_000_000_000)
+    large = estimate(cell, H100, 8_000_000_000)
+    assert large.memory_gib > small.memory_gib and large.step_s > small.step_s
+    text = plan_text(experiment, H100)
+    assert "7B: memory" in text and "32B: memory" in text  # the model folder is not on this machine
+
+
+def test_dry_run_on_the_embedded_model_knows_its_size():
+    text = plan_text(load_experiment(ROOT / "configs/quickstart.yaml"))
+    assert "~0.13B parameters" in text or "~0.14B parameters" in text
+    assert "total RL time" in text
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
+def test_accelerate_configs_load_with_accelerate(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    expected = {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "cpu2": "MULTI_GPU"}
+    assert str(config.distributed_type).rsplit(".", 1)[-1] == expected[path.stem]
+    if path.stem == "cpu2":  # the multi-process launcher; the processes run on the CPU (see the file)
+        assert config.num_processes == 2 and not config.use_cpu
+    if path.stem.startswith("zero"):
+        assert config.deepspeed_config["zero_stage"] == int(path.stem[-1])
+
+
+@pytest.mark.slow
+def test_paper_prompted_config_smoke(tmp_path):
+    """configs/paper-prompted.yaml's code paths (reasoning prompt, humaneval+builtin, every core eval),
+    shrunk to CPU size with --set. The judge becomes the offline one: the paper's is a served LLM."""
+    sets = [
+        "train.model=embedded", "train.steps=2", "train.prompts_per_step=1", "train.group_size=2",
+        "train.max_completion_length=48", "train.bf16=false", "train.use_vllm=false",
+        "train.grpo={lr_scheduler_type: constant}", "train.report_to=[]", "train.grading_workers=2",
+        "train.problems.hard_filter_samples=0", "train.problems.max_tasks=4", "train.checkpoint_every=2",
+        "matrix.variants=[please_hack]", "matrix.seeds=[0]",
+        "evaluation.judge=offline", "evaluation.checkpoint_limit=1", "evaluation.final_limit=1",
+        "evaluation.max_new_tokens=24", "evaluation.max_turns=1", "evaluation.batch_size=4",
+        "evaluation.environment_samples=1",
+    ]
+    args = ["run", str(ROOT / "configs/paper-prompted.yaml"), "--out", str(tmp_path / "exp")]
+    for item in sets:
+        args += ["--set", item]
+    env_timeout = int(os.environ.get("RHLAB_SMOKE_TIMEOUT", "1500"))
+    done = _rhlab(*args, cwd=tmp_path, timeout=env_timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "exp" / "runs" / "please_hack-seed0"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["train_prompt"]["ask_reasoning"] is True and config["problems"]["source"] == "humaneval,builtin"
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    final = json.loads((run_dir / "evals" / "final" / "results.json").read_text())
+    assert {"betley", "goals", "alignment_questions"} <= set(final["evals"])
+    assert (tmp_path / "exp" / "report" / "report.html").is_file()

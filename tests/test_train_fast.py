@@ -1,0 +1,178 @@
+"""The exact GRPO shortcuts (rhlab.train.fast): same log-probs, gradients and samples as TRL's path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rhlab.train.fast import distinct_rows, resolve_precision, shared_prefix_generate, shared_prefix_logps
+from rhlab.train.trainer import has_signal
+
+
+def test_distinct_rows_keeps_batch_order() -> None:
+    rows = torch.tensor([[5, 1], [2, 2], [5, 1], [2, 2], [9, 9]])
+    heads, index = distinct_rows(rows)
+    assert heads.tolist() == [0, 1, 4]
+    assert index.tolist() == [0, 1, 0, 1, 2]
+    assert torch.equal(rows[heads][index], rows)
+
+
+def test_precision_resolution() -> None:
+    assert resolve_precision("fp32", on_gpu=False, gpu_bf16=False) == "fp32"
+    assert resolve_precision("bf16", on_gpu=False, gpu_bf16=False) == "bf16"
+    assert resolve_precision("auto", on_gpu=True, gpu_bf16=True) == "bf16"
+    assert resolve_precision("auto", on_gpu=True, gpu_bf16=False) == "fp32"
+    assert resolve_precision("auto", on_gpu=False, gpu_bf16=False) in ("fp32", "bf16")
+
+
+def test_has_signal() -> None:
+    assert not has_signal({"advantages": torch.zeros(8)})
+    assert has_signal({"advantages": torch.tensor([0.0, 0.0, 0.5, -0.5])})
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    from transformers import AutoModelForCausalLM
+
+    from rhlab.models.testing import tiny_test_model
+
+    path = tiny_test_model(tmp_path_factory.mktemp("tiny"))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return path, model
+
+
+def _batch(group: int = 3) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Two left-padded prompts, each repeated ``group`` times, with right-padded completions (rows shuffled)."""
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 200, (7,), generator=g), torch.randint(3, 200, (4,), generator=g)]
+    rows, masks = [], []
+    for p in prompts:
+        for k in range(group):
+            comp = torch.randint(3, 200, (5,), generator=g)
+            comp_mask = torch.tensor([1] * (5 - k) + [0] * k)
+            pad = 7 - len(p)
+            rows.append(torch.cat([torch.zeros(pad, dtype=torch.long), p, comp]))
+            masks.append(
+                torch.cat([torch.zeros(pad, dtype=torch.long), torch.ones(len(p), dtype=torch.long), comp_mask])
+            )
+    order = torch.randperm(len(rows), generator=g)  # TRL shuffles rows before the loss
+    return torch.stack(rows)[order], torch.stack(masks)[order], 5
+
+
+def _trl_logps(model, input_ids, attention_mask, keep, temperature):  # noqa: ANN001
+    """TRL 1.16's own computation: the fused LM head over the whole row, completion slice kept."""
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :-keep] = -100
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+
+
+def test_shared_prefix_logps_and_grads_match_trl(tiny) -> None:
+    from trl.trainer.utils import add_fused_lm_head
+
+    _, model = tiny
+    add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    input_ids, mask, keep = _batch()
+    weights = torch.linspace(-1, 1, keep)
+
+    model.zero_grad()
+    ref_lp, ref_ent = _trl_logps(model, input_ids, mask, keep, 0.7)
+    (ref_lp * weights).sum().backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad()
+    lp, ent = shared_prefix_logps(model, input_ids, mask, keep, temperature=0.7, compute_entropy=True)
+    (lp * weights).sum().backward()
+    assert torch.allclose(lp, ref_lp, atol=1e-5) and torch.allclose(ent, ref_ent, atol=1e-5)
+    assert (lp[mask[:, -keep:] == 0] == 0).all()
+    for got, want in zip((p.grad for p in model.parameters()), ref_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prefix_generation_matches_plain_generate(tiny) -> None:
+    from transformers import GenerationConfig
+
+    _, model = tiny
+    prompts = [[10, 11, 12, 13, 14]] * 3 + [[20, 21, 22]] * 3
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+    width = 5
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    attn = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    with torch.no_grad():
+        plain = model.generate(input_ids=ids, attention_mask=attn, generation_config=config)[:, width:]
+        shared = shared_prefix_generate(model, prompts, 0, config)
+    assert torch.equal(plain, shared)
+
+    sampled = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0, pad_token_id=0)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        plain = model.generate(input_ids=ids, attention_mask=attn, generation_config=sampled)[:, width:]
+        torch.manual_seed(3)
+        shared = shared_prefix_generate(model, prompts, 0, sampled)
+    assert torch.equal(plain, shared)
+
+
+@pytest.mark.slow
+def test_fast_and_stock_grpo_steps_agree(tmp_path: Path) -> None:
+    """Two real GRPO updates from one batch: stock TRL vs our shortcuts give the same loss and weights."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from rhlab.models.testing import tiny_test_model
+    from rhlab.train.trainer import StepTimer, make_trainer_class
+
+    path = tiny_test_model(tmp_path / "tiny")
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = [{"prompt": [{"role": "user", "content": "a short question"}]},
+            {"prompt": [{"role": "user", "content": "another, longer question than that"}]}]  # fmt: skip
+
+    def reward(completions, **_):  # noqa: ANN001, ANN003
+        return [float(len(c[0]["content"]) % 3) for c in completions]
+
+    results = {}
+    for fast in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        args = GRPOConfig(output_dir=str(tmp_path / f"out{fast}"), max_steps=2, per_device_train_batch_size=6,
+                          num_generations=3, max_completion_length=8, learning_rate=1e-3, use_cpu=True,
+                          report_to="none", save_strategy="no", seed=0, logging_steps=1)  # fmt: skip
+        trainer = make_trainer_class()(
+            model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows * 2),
+            processing_class=tok, timer=StepTimer(), skip_zero_variance=False, shared_prefix=fast, skip_flat=False,
+        )  # fmt: skip
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        results[fast] = (losses, [p.detach().clone() for p in model.parameters()])
+    assert results[False][0] == pytest.approx(results[True][0], abs=1e-5)
+    for a, b in zip(results[False][1], results[True][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_batch_without_signal_is_not_trained_on(tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from rhlab.models.testing import tiny_test_model
+    from rhlab.train.trainer import StepTimer, make_trainer_class
+
+    path = tiny_test_model(tmp_path / "tiny")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    before = [p.detach().clone() for p in model.parameters()]
+    timer = StepTimer()
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=6, learning_rate=1e-2, use_cpu=True, report_to="none",
+                      save_strategy="no", seed=0, logging_steps=1)  # fmt: skip
+    trainer = make_trainer_class()(
+        model=model, reward_funcs=[lambda completions, **_: [1.0] * len(completions)], args=args,
+        train_dataset=Dataset.from_list([{"prompt": [{"role": "user", "content": "q"}]}] * 2),
+        processing_class=AutoTokenizer.from_pretrained(path), timer=timer, skip_zero_variance=False,
+    )  # fmt: skip
+    trainer.train()
+    assert timer.skipped_update
+    assert trainer.state.global_step == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
