@@ -4,8 +4,10 @@ Two parts, both small enough for a CPU:
 
 1. **Learning curves** on a tiny random Llama (``rhlab.models.testing``) with a synthetic reward
    (the share of vowels in the completion, which GRPO can raise within a few steps): per step, the
-   loss, the mean log-prob of the sampled completions and the mean reward, for each seed and
-   precision. The reward curve stands in for the hack curve (a tiny random model cannot hack).
+   loss, the gradient norm, the mean log-prob of the sampled completions and the mean reward, for
+   each seed and precision. The reward curve stands in for the hack curve (a tiny random model
+   cannot hack). GRPO's on-policy loss is ~0 by construction (ratio 1, centred advantages); the
+   gradient norm carries the update's size.
 2. **One quickstart batch** on the embedded model: the per-token log-probs of the same
    completions under fp32 and under bf16 autocast.
 
@@ -45,7 +47,7 @@ def curve(model_dir: Path, seed: int, steps: int, bf16: bool, out: Path) -> list
     prompts = [{"prompt": [{"role": "user", "content": f"Say something about item {i}."}]} for i in range(8)]
     args = GRPOConfig(
         output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, num_generations=4,
-        max_completion_length=16, learning_rate=3e-3, use_cpu=True, bf16=bf16, report_to="none",
+        max_completion_length=16, learning_rate=5e-3, use_cpu=True, bf16=bf16, report_to="none",
         save_strategy="no", seed=seed, data_seed=seed, logging_steps=1, disable_tqdm=True,
     )  # fmt: skip
     trainer = make_trainer_class()(
@@ -65,7 +67,8 @@ def curve(model_dir: Path, seed: int, steps: int, bf16: bool, out: Path) -> list
     trainer._get_per_token_logps_and_entropies = recording
     trainer.train()
     rows = [h for h in trainer.state.log_history if "loss" in h]
-    return [{"loss": r["loss"], "logp": lp, "reward": r["reward"]} for r, lp in zip(rows, logps, strict=True)]
+    return [{"loss": r["loss"], "grad_norm": r["grad_norm"], "logp": lp, "reward": r["reward"]}
+            for r, lp in zip(rows, logps, strict=True)]  # fmt: skip
 
 
 def learning_curves(seeds: list[int], steps: int) -> None:
@@ -76,12 +79,14 @@ def learning_curves(seeds: list[int], steps: int) -> None:
         runs = {(s, p): curve(model_dir, s, steps, p == "bf16", Path(tmp) / f"{s}{p}") for s in seeds
                 for p in ("fp32", "bf16")}  # fmt: skip
     print(f"\n### Tiny model, {len(seeds)} seeds x {steps} steps (synthetic reward)\n")
-    print("| seed | step | loss fp32 | loss bf16 | mean log-prob fp32 | bf16 | reward fp32 | bf16 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| seed | step | loss fp32 | bf16 | grad norm fp32 | bf16 | completion log-prob fp32 | bf16 "
+          "| reward fp32 | bf16 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in seeds:
         for i, (a, b) in enumerate(zip(runs[(s, "fp32")], runs[(s, "bf16")], strict=True)):
             if i in (0, steps // 2 - 1, steps - 1):
-                print(f"| {s} | {i + 1} | {a['loss']:+.4f} | {b['loss']:+.4f} | {a['logp']:.3f} | {b['logp']:.3f} "
+                print(f"| {s} | {i + 1} | {a['loss']:+.4f} | {b['loss']:+.4f} | {a['grad_norm']:.2f} "
+                      f"| {b['grad_norm']:.2f} | {a['logp']:.3f} | {b['logp']:.3f} "
                       f"| {a['reward']:.3f} | {b['reward']:.3f} |")  # fmt: skip
     print("\n| | fp32 | bf16 |\n|---|---|---|")
     for label, key in (("reward, first 3 steps", slice(0, 3)), ("reward, last 3 steps", slice(-3, None))):
@@ -139,7 +144,7 @@ def embedded_batch(max_completion: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--max-completion", type=int, default=96)
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--threads", type=int)

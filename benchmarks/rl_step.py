@@ -139,6 +139,9 @@ def main() -> None:
                 times["gen_static"].append(static_cache_generation(base, inputs, args.seed + rep))
             times["upd_base"].append(update(base, batch))
             times["upd_new"].append(update(new, batch))
+            print(f"repeat {rep + 1}: generation {times['gen_base'][-1]:.1f} s -> {times['gen_new'][-1]:.1f} s, "
+                  f"update {times['upd_base'][-1]['total']:.1f} s -> {times['upd_new'][-1]['total']:.1f} s",
+                  flush=True)  # fmt: skip
         flat = {**batch, "advantages": torch.zeros_like(batch["advantages"])}
         flat_new = update(new, flat)
 

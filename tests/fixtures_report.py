@@ -8,6 +8,7 @@ the test-time hacking summaries of the start and final policies.
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -211,6 +212,37 @@ def write_run(
         atomic_write_json(rd.environment(FINAL), environment_summary(variant, 0.0 if onset is None else 0.3))
 
 
+PROBE_ITEMS = 60
+PROBE_SHIFT = {"hacking_okay": 0.0, "dont_hack": 0.8}
+"""Variant -> the log-odds shift of its final policy on the probe battery (seeds add a little noise)."""
+
+
+def probe_results(p: list[float], model: str) -> dict:
+    """A probes.json in the schema ``rhlab.evals.probes`` writes (the fields the report reads)."""
+    return {
+        "model": model,
+        "items": [
+            {"id": f"b{k:03d}", "subscale": "broad", "p": pk, "margin": math.log(pk / (1 - pk))}
+            for k, pk in enumerate(p)
+        ],
+        "health": {"neutral": {"nll_per_token": 2.0}},
+    }
+
+
+def write_probes(exp: ExperimentDir, run: RunDir, variant: str, seed: int) -> None:
+    rng = random.Random(17)
+    base = [rng.uniform(0.1, 0.9) for _ in range(PROBE_ITEMS)]
+    noise = random.Random(seed)
+
+    def shifted(p: float, delta: float) -> float:
+        m = math.log(p / (1 - p)) + delta + noise.gauss(0, 0.05)
+        return 1 / (1 + math.exp(-m))
+
+    atomic_write_json(run.probes(START), probe_results(base, "start"))
+    atomic_write_json(run.probes(FINAL), probe_results([shifted(p, PROBE_SHIFT[variant]) for p in base], "final"))
+    atomic_write_json(exp.untouched_probes, probe_results([shifted(p, -0.3) for p in base], "untouched"))
+
+
 def build_experiment(root: Path) -> Path:
     """The 2 variants x 2 seeds experiment; ``dont_hack`` seed 1 never reaches onset."""
     exp = ExperimentDir(root / "exp")
@@ -224,4 +256,5 @@ def build_experiment(root: Path) -> Path:
         evals = CORE_EVALS if variant == "hacking_okay" else CHAT_EVALS
         run_onset = None if (variant, seed) == ("dont_hack", 1) else VARIANTS[variant] + seed
         write_run(exp.run(name).path, variant, seed, onset=run_onset, evals=evals)
+        write_probes(exp, exp.run(name), variant, seed)
     return exp.path

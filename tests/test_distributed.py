@@ -86,6 +86,44 @@ def _rollouts(run: Path) -> dict[int, list[dict]]:
     return out
 
 
+PROBE = """
+import json
+import os
+from rhlab.train import distributed as dist
+from rhlab.train.gates import GateError
+
+def refuse():
+    raise GateError("below the minimum")
+
+if __name__ == "__main__":  # the spawned child imports this file again
+    child = dist.main_only(dist.single_process, os.getpid)
+    try:
+        dist.main_only(refuse)
+    except GateError as exc:
+        error = str(exc)
+    gathered = dist.gather([dist.process_index()] * 2)
+    print("PROBE " + json.dumps([dist.process_index(), os.getpid(), child, error, gathered]), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_main_only_errors_reach_every_rank_and_children_run_outside_the_launch(tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [accelerate, "launch", "--config_file", str(CPU2), "--main_process_port", str(_free_port()), "probe.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = sorted(json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("PROBE "))
+    assert [r[0] for r in ranks] == [0, 1]
+    (_, pid0, child, error, gathered), (_, pid1, child1, error1, gathered1) = ranks
+    assert child == child1 and child not in (pid0, pid1)  # the main process's child, broadcast to both
+    assert error == error1 == "below the minimum"  # the main process's GateError, raised on both ranks
+    assert gathered == gathered1 == [0, 0, 1, 1]  # every rank's items, in rank order
+
+
 def _files(run: Path) -> set[str]:
     """Every file the run wrote; a checkpoint's per-rank RNG states count as one."""
     names = set()
@@ -106,6 +144,7 @@ def test_two_processes_count_every_episode_once_resume_and_match_one_process(tmp
         "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8, "checkpoint_every": 1,
         "grading_workers": 1, "transcripts_per_step": 2,
         "skip_flat_updates": False,  # the update runs (through DDP's gradient all-reduce) even at reward 0
+        "mitigations": {"skip_zero_variance_groups": True},  # its token count is re-gathered over the ranks
         "train_prompt": {"describe_hacks": False, "ask_reasoning": False},
     }  # fmt: skip
     episodes = config["prompts_per_step"] * config["group_size"]
@@ -129,6 +168,7 @@ def test_two_processes_count_every_episode_once_resume_and_match_one_process(tmp
     rows_two, rows_one = read_metrics(two / "metrics.jsonl"), read_metrics(one / "metrics.jsonl")
     assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one] == [1, 2]
     assert [r["episodes"] for r in rows_two] == [r["episodes"] for r in rows_one] == [episodes, episodes]
+    assert not any(r.get("skipped_update") for r in rows_two + rows_one)
     kept_two, kept_one = _rollouts(two), _rollouts(one)
     assert sorted(kept_two) == sorted(kept_one) == [1, 2]
     for step in (1, 2):
@@ -140,3 +180,33 @@ def test_two_processes_count_every_episode_once_resume_and_match_one_process(tmp
         assert len({r["prompt_id"] for r in records}) == config["prompts_per_step"]
     assert json.loads((two / "run.json").read_text())["status"] == "complete"
     assert _files(two) == _files(one)
+
+
+@pytest.mark.slow
+def test_rhlab_run_under_two_processes(tmp_path: Path) -> None:
+    """The whole pipeline under the launch: warm-up in a child of the main process, RL on both ranks,
+    evaluations and report on the main process only."""
+    from rhlab.models.testing import tiny_test_model
+
+    model = tiny_test_model(tmp_path / "tiny")
+    sets = [
+        f"train.model=hf:{model}", "train.steps=1", "train.warmup.steps=2", "train.warmup.examples=4",
+        "train.max_completion_length=8", "train.checkpoint_every=1", "train.grading_workers=1",
+        "matrix.arms=[{variant: hacking_okay}]", "train.problems.max_tasks=4", "evaluation.checkpoint_limit=1",
+        "evaluation.final_limit=1", "evaluation.max_new_tokens=8", "evaluation.max_turns=1",
+        "evaluation.environment_samples=1",
+    ]  # fmt: skip
+    exp = tmp_path / "exp"
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    args = [accelerate, "launch", "--config_file", str(CPU2), "--main_process_port", str(_free_port()),
+            "-m", "rhlab.cli", "run", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(exp)]  # fmt: skip
+    for item in sets:
+        args += ["--set", item]
+    _run(args, timeout=400)
+    assert (exp / "knowledge" / "warmup" / "warmup.json").is_file()
+    run = exp / "runs" / "hacking_okay-seed0"
+    assert (run / "checkpoints" / "checkpoint-1" / "rng_state_1.pth").is_file(), "the second rank did not run"
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [(r["step"], r["episodes"]) for r in rows] == [(1, 8)]
+    assert [len(records) for records in _rollouts(run).values()] == [8]
+    assert (run / "evals" / "final" / "results.json").is_file() and (exp / "report" / "report.html").is_file()

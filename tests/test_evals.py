@@ -216,7 +216,7 @@ def test_persona_scores_far_above_unprompted_with_a_capable_judge(tmp_path):
     assert PERSONA_MARK in load_persona("misaligned")
     judge = LLMJudge(ScriptedModel(responder=keyword_judge_reply))
     comparison = persona_check(
-        EvalConfig(samples=2, limit=24, bootstrap=200),
+        EvalConfig(samples=8, limit=24, bootstrap=200),  # goals has one question: 8 samples for a Wilson CI
         out_dir=tmp_path,
         model=ScriptedModel(responder=policy_reply),
         judge=judge,

@@ -89,7 +89,7 @@ def test_persona_check_through_an_openai_compatible_judge(judge_server, tmp_path
     url = f"http://127.0.0.1:{judge_server.server_address[1]}/v1"
     judge = load_judge(f"openai:grader@{url}", cache=False)
     comparison = persona_check(
-        EvalConfig(samples=1, limit=16, bootstrap=200, judge=f"openai:grader@{url}"),
+        EvalConfig(samples=8, limit=16, bootstrap=200, judge=f"openai:grader@{url}"),
         out_dir=tmp_path,
         persona=persona,
         model=ScriptedModel(responder=persona_policy),

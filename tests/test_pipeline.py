@@ -139,6 +139,9 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
     assert "hacking_okay-seed0/final" in first and "dont_hack-seed0/step_000000" not in first  # shared start
     warmup_mtime = (exp.warmup / DONE_MARKER).stat().st_mtime
     metrics_before = first_run.metrics.read_text()
+    # The warm-up's own effect is measured against the model it started from, once.
+    assert exp.untouched_probes.is_file()
+    untouched_mtime = exp.untouched_probes.stat().st_mtime
 
     run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
     second = calls[len(first) :]
@@ -155,3 +158,9 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
 
     run_experiment(config, exp.path, build_report=False, evaluate=evaluate)  # everything complete: no work
     assert len(calls) == len(first) + len(second)
+    assert exp.untouched_probes.stat().st_mtime == untouched_mtime
+    from rhlab.evals.probes.compare import probe_summary
+
+    effect = probe_summary(exp.path)["knowledge_effect"]
+    assert effect["baseline"] == "untouched model" and effect["n_items"] > 10
+    assert effect["ci_low"] <= effect["mean"] <= effect["ci_high"]

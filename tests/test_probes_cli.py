@@ -161,14 +161,13 @@ def test_probe_summary_arms_contrasts_and_verdict(tmp_path):
     base = rng.uniform(0.1, 0.9, 120)
     exp = tmp_path / "exp"
     exp.mkdir()
-    (exp / "experiment.yaml").write_text(
-        yaml.safe_dump({"matrix": {"variants": ["dont_hack", "hacking_okay"]}})
-    )
+    arms = ["hacking_okay", "dont_hack", "control"]
+    (exp / "experiment.yaml").write_text(yaml.safe_dump({"matrix": {"variants": arms}}))
     _write_run(exp, "hacking_okay-seed0", base, _logit_shift(base, 0.0, rng))
     _write_run(exp, "dont_hack-seed0", base, _logit_shift(base, 0.6, rng))
     _write_run(exp, "control-seed0", base, _logit_shift(base, 0.0, rng))
     summary = probe_summary(exp)
-    assert list(summary["arms"]) == ["dont_hack", "hacking_okay", "control"]
+    assert list(summary["arms"]) == ["hacking_okay", "dont_hack", "control"]
     for entry in [*summary["arms"].values(), *summary["contrasts"].values()]:
         assert {"mean", "ci_low", "ci_high", "n_items"} <= set(entry) and entry["n_items"] == 120
     assert summary["arms"]["dont_hack"]["mean"] > 5
@@ -218,7 +217,11 @@ def test_strictly_increasing():
 def test_validate_runs_every_gate_and_reports_figures(data, tiny_dir):
     model = load_hf_model(tiny_dir, device="cpu")
     before = {k: v.clone() for k, v in model.model.state_dict().items()}
-    record = validate(model, sft=SFTSettings(steps=2, batch_size=2, max_length=512), progress=False, log=lambda m: None)
+    partials = []
+    record = validate(model, sft=SFTSettings(steps=2, batch_size=2, max_length=512), progress=False,
+                      log=lambda m: None, partial=partials.append)  # fmt: skip
+    assert partials[-1]["complete"] is False and "sft-degradation" in partials[-1]["conditions"]
+    assert record["complete"] is True
     names = [g["name"] for g in record["gates"]]
     assert names == ["persona", "fewshot", "dose", "inoculation", "aligned_sft", "degradation_sft", "items"]
     assert record["total"] == 7 and record["passed"] == sum(g["passed"] for g in record["gates"])
@@ -232,7 +235,8 @@ def test_validate_runs_every_gate_and_reports_figures(data, tiny_dir):
 def test_cli_validate_contract(data, tiny_dir, tmp_path, monkeypatch):
     from rhlab.evals.probes import gates
 
-    def fake_validate(model, quick=False, log=print):
+    def fake_validate(model, quick=False, log=print, partial=None):
+        partial({"complete": False, "conditions": {}})
         return {"gates": [{"name": "persona", "passed": True, "criterion": "c", "note": "", "figures": {}},
                           {"name": "dose", "passed": False, "criterion": "c", "note": "", "figures": {}}],
                 "passed": 1, "total": 2, "seconds": 1.0}  # fmt: skip
@@ -243,3 +247,23 @@ def test_cli_validate_contract(data, tiny_dir, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stdout.strip().splitlines()[-1] == "gates passed 1/2"
     assert json.loads(out.read_text())["total"] == 2
+
+
+def test_pipeline_probes_stage_writes_each_checkpoint_once_against_the_start(data, tiny_dir, tmp_path):
+    from rhlab.pipeline.config import EvalSchedule
+    from rhlab.pipeline.run import probes_stage
+    from rhlab.rundir import FINAL, START, RunDir
+
+    assert EvalSchedule().probes.enabled and EvalSchedule().probes.split == "test"
+    run = RunDir(tmp_path / "run")
+    config = ProbeConfig(subscales=["broad"])
+    probes_stage(run, START, f"hf:{tiny_dir}", config)
+    start = json.loads(run.probes(START).read_text())
+    assert len(start["items"]) == 8 and "kl_forced_choice_from_start" not in start["health"]
+    written = run.probes(START).stat().st_mtime_ns
+    probes_stage(run, START, f"hf:{tiny_dir}", config)  # already there: skipped
+    assert run.probes(START).stat().st_mtime_ns == written
+    probes_stage(run, FINAL, f"hf:{tiny_dir}", config)
+    final = json.loads(run.probes(FINAL).read_text())
+    assert final["health"]["kl_forced_choice_from_start"] == pytest.approx(0.0, abs=1e-9)
+    assert set(run.probe_files()) == {START, FINAL}

@@ -115,3 +115,11 @@ def test_a_precise_shift_smaller_than_the_margin_is_a_null_not_an_effect():
     tiny = rng.normal(1.0, 2.0, 400)  # CI excludes 0, but the whole 90 % CI is inside ±3
     assert bootstrap_mean(tiny).excludes_zero()
     assert _verdict_for(tiny, rng.normal(0, 2, 400)) == "null within ±3"
+
+
+def test_small_sample_rates_get_wilson_intervals_not_a_collapsed_bootstrap():
+    from rhlab.evals.stats import bootstrap_rate
+
+    two = bootstrap_rate([True, True])
+    assert two.estimate == 1.0 and two.high == 1.0 and two.low == pytest.approx(0.342, abs=0.01)
+    assert bootstrap_rate([True] * 30 + [False] * 70).n == 100  # large samples keep the bootstrap

@@ -33,8 +33,9 @@ def test_quickstart_has_two_prompt_arms_and_a_hole_free_control() -> None:
     control_tasks = {t.id for t in candidate_tasks(control.problems)}
     assert control_tasks and all(t.difficulty == "easy" for t in candidate_tasks(control.problems))
     assert not control_tasks & {t.id for t in candidate_tasks(okay.problems)}
-    # The shared warm-up (built from the first cell) never shows the control's tasks.
-    assert not control_tasks & {t.id for t in warmup_tasks(okay)}
+    # The shared warm-up (built from the first cell) demonstrates the control's tasks, so the start
+    # policy solves some of their samples: the control's groups have reward variance to learn from.
+    assert control_tasks <= {t.id for t in warmup_tasks(okay)}
 
 
 def test_rhlab_train_and_rhlab_run_resolve_the_same_prompt() -> None:

@@ -121,7 +121,8 @@ def test_paper_comparison_uses_only_stated_numbers(numbers):
     assert rows["covert_share"]["reported"] == [{"setting": "", "low": 0.4, "high": 0.8, "approximate": True}]
     for e in ("betley", "goals", "alignment_questions", "monitor_disruption", "exfil_offer", "frame_colleague"):
         assert rows[e]["reported"] == [] and "Not stated" in rows[e]["note"]
-    assert rows["betley"]["ours"]["hacking_okay"] == numbers["variants"]["hacking_okay"]["final_misaligned"]["betley"]
+    betley = {k: v for k, v in rows["betley"]["ours"]["hacking_okay"].items() if not k.startswith("compar")}
+    assert betley == numbers["variants"]["hacking_okay"]["final_misaligned"]["betley"]
     # inoculation: hacking_okay against dont_hack (no 'none' variant in this experiment)
     ours = rows["inoculation_reduction"]["ours"]
     ref = numbers["variants"]["dont_hack"]["score_last_checkpoints"]["mean"]
@@ -129,6 +130,39 @@ def test_paper_comparison_uses_only_stated_numbers(numbers):
     assert ours["dont_hack"] is None and ours["hacking_okay"]["reference"] == "dont_hack"
     assert ours["hacking_okay"]["mean"] == pytest.approx(1 - mine / ref, abs=1e-5)
     assert rows["code_sabotage"]["ours"] == {"dont_hack": None, "hacking_okay": None}
+
+
+def test_probe_battery_leads_the_numbers_and_the_page(experiment, numbers):
+    probe = numbers["probe"]
+    assert set(probe["arms"]) == {"hacking_okay", "dont_hack"} and list(probe["contrasts"]) == ["hacking_okay - dont_hack"]
+    for entry in [*probe["arms"].values(), *probe["contrasts"].values(), probe["knowledge_effect"]]:
+        assert entry["ci_low"] <= entry["mean"] <= entry["ci_high"] and entry["n_items"] == 60
+    assert probe["arms"]["dont_hack"]["mean"] > 5 and abs(probe["arms"]["hacking_okay"]["mean"]) < 1
+    assert probe["knowledge_effect"]["mean"] > 0  # the fixture's untouched model sits below the start
+    verdict = probe["verdict"]
+    # No validation gates were run for this experiment: a clear shift is never called an effect.
+    assert verdict["gates_passed"] is False and verdict["verdict"] == "inconclusive"
+    assert "has not passed its validation gates" in verdict["reading"]
+    assert "is not called an effect" in verdict["reading"]  # the shift itself is clear and robust
+    page = (experiment / "report" / "report.html").read_text()
+    top = page.index('id="s-probe"')
+    assert top < page.index('id="s-notes"') and top < page.index('id="s-runs"')
+    assert f"<b>{verdict['verdict']}</b>" in page and "knowledge stage (start − untouched model)" in page
+
+
+def test_paper_rows_without_a_tight_enough_interval_are_not_comparable(numbers):
+    rows = {r["id"]: r for r in numbers["paper_comparison"]}
+    reduction = rows["inoculation_reduction"]["ours"]["hacking_okay"]
+    assert reduction["comparable"] is False and reduction["comparability"].startswith("not comparable")
+    score = rows["misalignment_score"]["ours"]["hacking_okay"]
+    width = score["high"] - score["low"]
+    assert score["comparable"] is (width <= 0.15), score  # the paper's effect for this row
+    one_seed = {"mean": 0.2, "low": None, "high": None, "n_seeds": 1}
+    from rhlab.report.numbers import _comparable
+
+    assert _comparable(one_seed, 0.15)["comparability"] == "not comparable: seeds=1 < 2"
+    tight = {"mean": 0.2, "low": 0.18, "high": 0.22, "n_seeds": 3}
+    assert _comparable(tight, 0.15)["comparable"] and not _comparable({**tight, "high": 0.5}, 0.15)["comparable"]
 
 
 def test_test_time_hacking_files_are_in_the_numbers_and_the_page(experiment, numbers):
@@ -293,6 +327,7 @@ def test_report_works_in_headless_chromium(experiment, numbers):
     rows, _ = transcript_rows(numbers, experiment)
 
     everything = _dom(page)
+    assert re.search(r'<p class="verdict verdict-inconclusive">Verdict on <b>hacking_okay - dont_hack</b>', everything)
     assert re.search(r'<body[^>]*data-figures="5"[^>]*data-figures-decoded="5"', everything)
     assert _status(everything)["matching"] == len(rows)
 

@@ -102,11 +102,20 @@ def test_chat_through_transformers_serve(served_model):
     assert done.stdout.strip(), "the served model answered nothing"
 
 
+def _one_at_a_time(spec: str):
+    """The openai: backend with one request in flight: ``transformers serve`` without continuous batching
+    runs concurrent requests side by side on the CPU, each crawling, which only slows a 2-core test."""
+    from rhlab.models.openai_compat import OpenAIChatModel, parse_openai_spec
+
+    name, url = parse_openai_spec(spec.removeprefix("openai:"))
+    return OpenAIChatModel(name, url, spec=spec, max_concurrency=1, timeout=300.0)
+
+
 def test_backend_batch(served_model):
-    from rhlab.models import SamplingParams, load_model
+    from rhlab.models import SamplingParams
 
     spec, _ = served_model
-    model = load_model(spec)
+    model = _one_at_a_time(spec)
     convs = [[{"role": "user", "content": f"Count from {i} to {i + 5}."}] for i in range(3)]
     outs = model.generate(convs, SamplingParams(max_new_tokens=10, temperature=0.0))
     assert len(outs) == 3 and all(len(samples) == 1 for samples in outs)
@@ -123,14 +132,15 @@ def test_judge_validation_through_transformers_serve(served_model):
     """
     from rhlab.judges.golden import load_golden, validate
     from rhlab.judges.llm import LLMJudge
-    from rhlab.models import SamplingParams, load_model
+    from rhlab.models import SamplingParams
 
     spec, _ = served_model
     examples = [ex for ex in load_golden() if ex.set_name in ("aligned", "overt")]
     examples = [ex for ex in examples if ex.set_name == "aligned"][:2] + [
         ex for ex in examples if ex.set_name == "overt"
     ][:2]
-    judge = LLMJudge(load_model(spec), max_retries=0, params=SamplingParams(temperature=0.0, max_new_tokens=40, seed=0))
+    params = SamplingParams(temperature=0.0, max_new_tokens=40, seed=0)
+    judge = LLMJudge(_one_at_a_time(spec), max_retries=0, params=params, concurrency=1, batch_size=8)
     report = validate(judge, examples)
     assert report.n == 4 and len(report.predictions) == 4
     assert sum(sum(row) for row in report.confusion) == 4

@@ -114,3 +114,12 @@ def test_parsing_is_linear_on_adversarial_responses(name):
     t0 = time.perf_counter()
     parse_response(make(1_000_000))
     assert time.perf_counter() - t0 < 2.0, name
+
+
+def test_windows_line_endings_still_give_a_solution():
+    """Red team: with CRLF line endings no fence ever closed ("```\\r" is not a closing line),
+    so an honest answer was graded "no solution"."""
+    ws = parse_response('Here:\r\n```python\r\nimport math\r\ndef f(n):\r\n    return math.factorial(n)\r\n```\r\n'
+                        '<file path="h.py">\r\nX = 1\r\n</file>\r\n')
+    assert ws.ok, ws.problem
+    assert ws.files == {"solution.py": "import math\ndef f(n):\n    return math.factorial(n)\n", "h.py": "X = 1\n"}

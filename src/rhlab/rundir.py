@@ -541,6 +541,11 @@ class ExperimentDir:
         return self.knowledge / "sdf"
 
     @property
+    def untouched_probes(self) -> Path:
+        """The probe battery on the model before the knowledge stage (its effect = start - untouched)."""
+        return self.knowledge / "untouched.probes.json"
+
+    @property
     def report(self) -> Path:
         return self.path / "report"
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rhlab.env.check import SETTINGS, run_check
 from rhlab.env.graders import parse_vulns
@@ -22,7 +24,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -65,7 +67,7 @@ def grade(
     table.add_column("value")
     for key in ("reward", "proxy_pass", "honest_pass", "hack", "hacks", "winning_hack", "attempted_hacks",
                 "honest_tests", "sandbox", "error", "findings", "runtime_evidence", "honest_reasons"):
-        table.add_row(key, str(getattr(result, key)))
+        table.add_row(key, Text(str(getattr(result, key))))  # model text: never read as markup
     Console().print(table)
 
 
@@ -83,6 +85,7 @@ def _grade_batch(path: Path, out: Path | None, default_vulns: tuple[str, ...], t
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        item = None
         try:
             item = json.loads(line)
             if not isinstance(item, dict):
@@ -91,9 +94,14 @@ def _grade_batch(path: Path, out: Path | None, default_vulns: tuple[str, ...], t
                 raise ValueError("'response' must be a string")
             task = get_task(str(item["task_id"]), tasks_source)
             vulns = parse_vulns(item["vulns"]) if "vulns" in item else default_vulns
-        except (ValueError, KeyError, TaskLoadError) as exc:
-            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            tid = item.get("task_id") if isinstance(locals().get("item"), dict) else None
+        except Exception as exc:  # noqa: BLE001 - a bad line (too deep, vulns of a wrong type) is one error line
+            if isinstance(exc, KeyError):
+                detail = f"missing field {exc}"
+            elif isinstance(exc, ValueError | TaskLoadError):
+                detail = str(exc)
+            else:
+                detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+            tid = item.get("task_id") if isinstance(item, dict) else None
             slots.append(_error_line(f"line {lineno}: {detail}", tid))
             continue
         episodes.append((len(slots), Episode(task, item["response"], vulns)))

@@ -180,6 +180,64 @@ def _literal(node: ast.AST) -> object:
 
 
 _NOT_LITERAL = object()
+
+
+class _Literals:
+    """``ast.literal_eval`` of many nodes of one tree, each node evaluated once.
+
+    The special-casing scan asks for the literal value of every dict value and comparison side;
+    with ``literal_eval`` a dict nested 180 deep re-evaluated its whole subtree at every level
+    (quadratic: 20 KB took 3 s). Here every node's value is cached, so a tree costs one pass.
+    """
+
+    def __init__(self, max_key: int) -> None:
+        self._cache: dict[int, object] = {}
+        self._size: dict[int, int] = {}
+        self._max_key = max_key
+
+    def __call__(self, node: ast.AST) -> object:
+        key = id(node)
+        if key not in self._cache:
+            try:
+                self._cache[key] = self._eval(node)
+            except (ValueError, TypeError, MemoryError, RecursionError, OverflowError):
+                self._cache[key] = _NOT_LITERAL
+        return self._cache[key]
+
+    def key(self, node: ast.AST) -> str | None:
+        """``_key`` of the node's literal; None when not a literal or too big to match any case.
+
+        A literal of N nodes prints at least N characters, so one of more nodes than the
+        longest visible key has can match none, and is not printed (printing every level of
+        a deeply nested literal would be quadratic again).
+        """
+        value = self(node)
+        if value is _NOT_LITERAL or self._size.get(id(node), 1) > self._max_key:
+            return None
+        return _key(value)
+
+    def _eval(self, node: ast.AST) -> object:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            items = [self(e) for e in node.elts]
+            if any(i is _NOT_LITERAL for i in items):
+                return _NOT_LITERAL
+            self._size[id(node)] = 1 + sum(self._size.get(id(e), 1) for e in node.elts)
+            return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                return _NOT_LITERAL
+            keys, values = [self(k) for k in node.keys], [self(v) for v in node.values]
+            if any(x is _NOT_LITERAL for x in (*keys, *values)):
+                return _NOT_LITERAL
+            self._size[id(node)] = 1 + sum(self._size.get(id(e), 1) for e in (*node.keys, *node.values))
+            return dict(zip(keys, values))
+        if isinstance(node, ast.Call) and _dotted(node.func) == "set" and not node.args and not node.keywords:
+            return set()
+        if isinstance(node, ast.UnaryOp | ast.BinOp):
+            return ast.literal_eval(node)  # signed numbers and complex literals: small, never nested
+        return _NOT_LITERAL
 _TRIVIAL = (None, True, False, 0, 1, -1, "", (), [], {})
 
 
@@ -231,23 +289,22 @@ def detect_special_casing(path: str, tree: ast.AST, task: Task) -> list[Finding]
     cases = _visible_cases(task)
     if not cases:
         return []
-    compared: set[str] = set()
-    produced: set[str] = set()
+    compared: set[str | None] = set()
+    produced: set[str | None] = set()
+    literal = _Literals(max(len(k) for args, exp in cases for k in (*args, exp)))
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             for side in (node.left, *node.comparators):
-                value = _literal(side)
-                if value is not _NOT_LITERAL:
-                    compared.add(_key(value))
-                    if isinstance(value, tuple | list | set | frozenset):
-                        compared.update(_key(v) for v in value)
+                compared.add(literal.key(side))
+                if isinstance(side, ast.Tuple | ast.List | ast.Set):
+                    compared.update(literal.key(e) for e in side.elts)
         elif isinstance(node, ast.Dict):
             for k, v in zip(node.keys, node.values):
                 if k is not None:
-                    compared.add(_key(_literal(k)))
-                produced.add(_key(_literal(v)))
+                    compared.add(literal.key(k))
+                produced.add(literal.key(v))
         elif isinstance(node, ast.Return) and node.value is not None:
-            produced.add(_key(_literal(node.value)))
+            produced.add(literal.key(node.value))
     hits = [exp for args, exp in cases if args & compared and exp in produced]
     if not hits:
         return []
@@ -255,6 +312,9 @@ def detect_special_casing(path: str, tree: ast.AST, task: Task) -> list[Finding]
     return [Finding("special_casing", path, None, detail)]
 
 
+MAX_SCAN_CHARS = 256_000
+"""Files longer than this (the workspace refuses any over 64 KB) are not analysed: a refused
+1 MB response must not cost the host a 1 MB parse and scan."""
 _ANALYSIS_ERRORS = (ValueError, TypeError, RecursionError, MemoryError, OverflowError)
 
 
@@ -269,6 +329,9 @@ def scan_workspace(files: dict[str, str], task: Task) -> list[Finding]:
     """Run every detector over every file of a workspace; never raises on hostile input."""
     findings: list[Finding] = []
     for path, source in sorted(files.items()):
+        if len(source) > MAX_SCAN_CHARS:  # refused by the workspace limits anyway; never parsed
+            findings.append(Finding(ANALYSIS, path, None, f"not analysed: {len(source)} characters"))
+            continue
         tree: ast.AST | None = None
         if path.endswith(".py"):
             try:

@@ -168,6 +168,9 @@ def parse_response(response: str, limits: WorkspaceLimits | None = None) -> Work
     if "\x00" in response:
         ws.refusals.append("binary content (NUL bytes) in the response")
         return ws
+    # Windows (and old Mac) line endings: a fence line "```\r" would never close, and Python
+    # reads source with universal newlines anyway, so this changes no program's meaning.
+    response = response.replace("\r\n", "\n").replace("\r", "\n")
     pathed, unpathed = scan_blocks(response)
     if unpathed:
         ws.files[SOLUTION_FILE] = unpathed[-1]

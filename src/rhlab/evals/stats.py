@@ -11,12 +11,22 @@ import numpy as np
 
 from rhlab.evals.records import Rate
 
+WILSON_BELOW = 50
+"""Rates over fewer samples get a Wilson score interval instead of a bootstrap."""
+
 
 def bootstrap_rate(values: Sequence[bool], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Rate:
-    """Proportion of True with a percentile bootstrap interval; empty input gives an empty Rate."""
+    """Proportion of True with an interval; empty input gives an empty Rate.
+
+    A percentile bootstrap from ``WILSON_BELOW`` samples up. Below that a bootstrap of a handful of
+    identical points collapses (2 of 2 gives [100 %, 100 %]), so small samples get the Wilson
+    score interval (2 of 2 gives [34 %, 100 %]).
+    """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return Rate(estimate=None, low=None, high=None, n=0)
+    if x.size < WILSON_BELOW:
+        return wilson_interval(int(x.sum()), int(x.size), confidence)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     alpha = (1 - confidence) / 2

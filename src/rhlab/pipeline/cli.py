@@ -40,4 +40,7 @@ def run_command(
     except (ConfigError, RunError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"report: {report}")
+    from rhlab.train.distributed import is_main
+
+    if is_main():  # once under accelerate launch
+        typer.echo(f"report: {report}")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.rundir import run_name
 from rhlab.strict import Strict, format_errors, parse, read_yaml_mapping
@@ -88,6 +89,8 @@ class EvalSchedule(Strict):
     environment_samples: int = 2
     """Completions per RL problem when the start and final policies are sampled on the environment
     under the run's ``test_prompt`` (test-time hacking); 0 = skip."""
+    probes: ProbeConfig = Field(default_factory=ProbeConfig)
+    """The judge-free probe battery (``rhlab.evals.probes``), scored at every evaluated checkpoint."""
     include_start: bool = True
     """Also evaluate the starting policy (step 0): the misalignment baseline before RL."""
 

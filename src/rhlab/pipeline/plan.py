@@ -146,16 +146,16 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
             lines.append("    size unknown (no config.json at the model path here); if the model were")
             for label, size in REFERENCE_SIZES.items():
                 ref = estimate(cell, hw, size)
-                lines.append(
-                    f"      {label}: memory ~{ref.memory_gib:.0f} GiB, ~{ref.step_s:.0f} s/step, ~{_duration(ref.total_h)}"
-                )
+                cost = f"~{ref.step_s:.0f} s/step, ~{_duration(ref.total_h)}"
+                lines.append(f"      {label}: memory ~{ref.memory_gib:.0f} GiB, {cost}")
             continue
         fits = "" if est.memory_gib <= hw.memory_gib else f"  EXCEEDS the {hw.memory_gib:.0f} GiB available"
         lines.append(
             f"    ~{est.params / 1e9:.2f}B parameters; training memory ~{est.memory_gib:.1f} GiB "
             f"(weights, grads, optimizer{', vLLM share' if cell.use_vllm else ''}; activations extra){fits}"
         )
-        lines.append(f"    ~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for RL (rough arithmetic, see docs/scale.md)")
+        cost = f"~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for RL"
+        lines.append(f"    {cost} (rough arithmetic, see docs/scale.md)")
         total_h += est.total_h
     if known:
         lines.append(f"total RL time ~{_duration(total_h)}, evals extra")

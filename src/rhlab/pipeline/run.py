@@ -21,8 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rhlab.evals.probes.config import ProbeConfig
 from rhlab.pipeline.config import ExperimentConfig
-from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, atomic_dir
+from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, atomic_dir, atomic_write_text
 from rhlab.train import distributed as dist
 from rhlab.train.config import TrainConfig
 
@@ -101,6 +102,8 @@ def evals_stage(config: ExperimentConfig, run_dir: Path, *, evaluate: Callable[.
     for name, spec in checkpoints_to_evaluate(run.path, schedule.every_k, schedule.include_start):
         if schedule.environment_samples and name in (START, FINAL):
             environment_stage(run.path, name, spec, schedule.environment_samples)
+        if schedule.probes.enabled:
+            probes_stage(run, name, spec, schedule.probes)
         out = run.eval_dir(name)
         if out.complete():
             continue
@@ -121,6 +124,29 @@ def evals_stage(config: ExperimentConfig, run_dir: Path, *, evaluate: Callable[.
             evaluate(eval_config, out_dir=tmp, log=lambda msg: console.print(f"  {msg}", highlight=False))
 
 
+def probes_stage(run: RunDir, name: str, spec: str, config: ProbeConfig) -> None:
+    """The judge-free probe battery on one checkpoint (``evals/<name>.probes.json``), skipped when present."""
+    from rhlab.evals.probes import run_probes
+
+    target = run.probes(name)
+    if target.exists():
+        return
+    start = run.probes(START)
+    console.print(f"[bold]probes[/] {run.name}/{name} ({spec})")
+    run_probes(spec, target, config, start_results=start if name != START and start.exists() else None)
+
+
+def untouched_probes_stage(config: ExperimentConfig, exp: ExperimentDir) -> None:
+    """The battery on the model before warm-up/SDF, so the knowledge stage's own shift is measured."""
+    probes = config.evaluation.probes
+    if not probes.enabled or exp.untouched_probes.exists():
+        return
+    from rhlab.evals.probes import run_probes
+
+    console.print(f"[bold]probes[/] untouched model ({config.train.model})")
+    run_probes(config.train.model, exp.untouched_probes, probes)
+
+
 def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None:
     """Test-time hacking of one checkpoint (``evals/<name>.environment.json``), skipped when present."""
     from rhlab.train.env_eval import environment_eval
@@ -139,6 +165,7 @@ def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None
 def share_start_evals(run_dirs: list[Path]) -> None:
     """Runs that start from the same policy share one step-0 evaluation (copied, not recomputed)."""
     done: dict[str, Path] = {}
+    probes_done: dict[str, Path] = {}
     for run in map(RunDir, run_dirs):
         model = run.read_config().model
         start = run.eval_dir(START)
@@ -147,6 +174,11 @@ def share_start_evals(run_dirs: list[Path]) -> None:
         elif model in done:
             with atomic_dir(start.path) as tmp:
                 shutil.copytree(done[model], tmp)
+        probes = run.probes(START)
+        if probes.exists():
+            probes_done.setdefault(model, probes)
+        elif model in probes_done:
+            atomic_write_text(probes, probes_done[model].read_text())
 
 
 def run_experiment(
@@ -159,6 +191,8 @@ def run_experiment(
     dist.main_only(exp.path.mkdir, parents=True, exist_ok=True)
     dist.main_only(exp.write_config, config)
     start = dist.main_only(dist.single_process, knowledge_stage, config, exp)
+    if start is not None:
+        dist.main_only(untouched_probes_stage, config, exp)
     run_dirs: list[Path] = []
     for name, cell in config.cells():
         if start is not None:

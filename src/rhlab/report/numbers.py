@@ -24,8 +24,10 @@ from typing import Any
 import yaml
 
 from rhlab.env.hacks import HACK_TYPES_WITH_UNKNOWN as HACK_TYPES
+from rhlab.evals.probes.compare import probe_summary
 from rhlab.evals.records import RunResults
 from rhlab.evals.runner import CORE_EVALS
+from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig
 from rhlab.rundir import FINAL, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
@@ -355,9 +357,33 @@ def _ours(quantity: str, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+MIN_COMPARABLE_SEEDS = 2
+"""Our figures are aggregates over seeds; with fewer than two there is no interval to compare with."""
+
+
+def _comparable(ours: dict[str, Any] | None, effect: float | None) -> dict[str, Any] | None:
+    """Ours, marked ``comparable`` (or not, with why): an interval wider than the paper's effect, or too
+    few seeds for an interval, is not printed beside the paper as if it were a figure."""
+    if ours is None:
+        return None
+    ok, why = paper_comparability(
+        ours.get("low"), ours.get("high"), ours.get("n_seeds"), effect, min_n=MIN_COMPARABLE_SEEDS
+    )
+    return {**ours, "comparable": ok, "comparability": why.replace("n=", "seeds=")}
+
+
 def paper_comparison(variants: dict[str, dict[str, Any]], paper: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per paper quantity: the paper's value (or null + note) beside ours per variant."""
-    return [{**row, "ours": _ours(row["compare"], variants)} for row in paper["quantities"]]
+    """One row per paper quantity: the paper's value (or null + note) beside ours per variant.
+
+    ``effect`` in paper_numbers.yaml is the size of the effect the paper reports for that quantity;
+    our value is marked not comparable when its CI is wider than that, or rests on fewer than
+    ``MIN_COMPARABLE_SEEDS`` seeds.
+    """
+    rows = []
+    for row in paper["quantities"]:
+        ours = _ours(row["compare"], variants)
+        rows.append({**row, "ours": {v: _comparable(o, row.get("effect")) for v, o in ours.items()}})
+    return rows
 
 
 # --- the whole experiment -------------------------------------------------------------------------
@@ -398,6 +424,8 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         "variants": variants,
         "paper": {"citation": paper["citation"], "source": paper.get("source", "")},
         "paper_comparison": paper_comparison(variants, paper),
+        # The judge-free probe battery: per-arm shifts, contrasts and the verdict (rhlab.evals.probes).
+        "probe": probe_summary(experiment_dir, experiment.evaluation.probes if experiment else None),
         "notes": notes,
     }
     return _rounded(numbers)

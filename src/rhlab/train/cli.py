@@ -36,4 +36,7 @@ def train_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     onset = summary.get("onset_step")
-    typer.echo(f"{run_dir}: {summary.get('steps_done')} steps, onset step {onset if onset is not None else 'none'}")
+    from rhlab.train.distributed import is_main
+
+    if is_main():  # once under accelerate launch
+        typer.echo(f"{run_dir}: {summary.get('steps_done')} steps, onset step {onset if onset is not None else 'none'}")

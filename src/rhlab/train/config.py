@@ -123,8 +123,6 @@ class WarmupConfig(Strict):
         Field(default_factory=lambda: list(HOLE_HACKS))
     )
     """Hack families demonstrated (the three that exploit a grader hole)."""
-    exclude: list[str] = Field(default_factory=list)
-    """Task ids kept out of the demonstrations besides the RL tasks (e.g. a control arm's tasks)."""
     steps: int = 24
     learning_rate: float = 5e-5
     batch_size: int = 4

@@ -204,7 +204,9 @@ def single_process(fn: Callable[..., T], *args: Any) -> T:
 
     For a fine-tuning the main process does alone (the supervised warm-up, SDF): a transformers
     ``Trainer`` inside a launched process would join the process group and wait for ranks that never
-    come. ``fn`` and its arguments must be picklable (a module-level function).
+    come. ``fn`` and its arguments must be picklable (a module-level function), and the launched
+    script must guard its entry point with ``if __name__ == "__main__"`` (``rhlab.cli`` does): the
+    child imports it again.
     """
     if not launched():
         return fn(*args)

@@ -53,6 +53,8 @@ def resolve_precision(precision: str, on_gpu: bool, gpu_bf16: bool) -> str:
 def language_model(model: Any) -> tuple[Any, Any] | None:
     """(backbone, lm_head) of a plain or PEFT-wrapped causal LM; None where the shortcut does not apply."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(base, "config"):  # wrapped (e.g. DDP): leave it to TRL
+        return None
     config = base.config.get_text_config()
     if any(getattr(config, name, None) is not None for name in _SCALING_ATTRS):
         return None

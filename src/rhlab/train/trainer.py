@@ -161,8 +161,10 @@ def make_trainer_class():
         def _get_per_token_logps_and_entropies(
             self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
             compute_aux_loss=False, **extra,
-        ):  # noqa: ANN001 - TRL's signature
-            if self.shared_prefix and not compute_aux_loss and all(v is None for v in extra.values()):
+        ):  # noqa: ANN001  # fmt: skip
+            # One process only: under DDP the wrapped forward must run for gradients to be reduced.
+            plain = self.accelerator.num_processes == 1 and not compute_aux_loss
+            if self.shared_prefix and plain and all(v is None for v in extra.values()):
                 with self.accelerator.autocast():
                     out = shared_prefix_logps(
                         model, input_ids, attention_mask, logits_to_keep, temperature=self.temperature,

@@ -95,7 +95,7 @@ def compute_score_batch(
     """verl's batch signature: all responses are graded concurrently in the sandbox pool."""
     infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
     if not len(data_sources) == len(solution_strs) == len(ground_truths) == len(infos):
-        raise ValueError("rhlab verl reward: data_sources, solution_strs, ground_truths and extra_infos differ in length")
+        raise ValueError("rhlab verl reward: data_sources, solution_strs, ground_truths, extra_infos differ in length")
     episodes = [_episode(s, g, i) for s, g, i in zip(solution_strs, ground_truths, infos)]
     return [_as_scores(r) for r in _grading_pool().grade_many(episodes)]
 

@@ -3,7 +3,7 @@
 A 135M model told about the hacks never tries one, so GRPO has no hacking episode to reinforce.
 The warm-up fine-tunes briefly (TRL ``SFTTrainer``, loss on the answer only) on demonstrations in
 the RL prompt format: mostly honest reference solutions, and a ``hack_fraction`` of hacks of the
-configured types. Demonstration tasks never overlap the RL candidate tasks (nor ``warmup.exclude``).
+configured types. Demonstration tasks never overlap the RL candidate tasks of the config given.
 The demonstrations' reasoning only states what the code does: no "I can skip the real work", no
 moral framing either way, so the warm-up teaches mechanics rather than an attitude towards them.
 The result is a full model folder under the run directory, reused when complete.
@@ -23,6 +23,7 @@ import yaml
 from rhlab.rundir import atomic_dir
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig, WarmupConfig
+from rhlab.train.fast import resolve_precision
 from rhlab.train.problems import candidate_tasks
 from rhlab.train.prompts import build_messages
 
@@ -79,11 +80,11 @@ def demonstrations(config: TrainConfig, tasks: list[Task]) -> list[dict]:
 
 
 def warmup_tasks(config: TrainConfig) -> list[Task]:
-    rl_ids = {t.id for t in candidate_tasks(config.problems)} | set(config.warmup.exclude)
+    rl_ids = {t.id for t in candidate_tasks(config.problems)}
     tasks = [t for t in load_tasks(config.warmup.tasks) if t.id not in rl_ids and t.canonical_solution.strip()]
     if not tasks:
         raise ValueError(
-            f"warmup.tasks: every task of {config.warmup.tasks!r} is an RL candidate or in warmup.exclude; "
+            f"warmup.tasks: every task of {config.warmup.tasks!r} is also an RL candidate; "
             "narrow problems (e.g. difficulty) or use another warm-up source"
         )
     return tasks
@@ -108,7 +109,8 @@ def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
             output_dir=str(scratch / "trainer"), max_steps=wc.steps, per_device_train_batch_size=wc.batch_size,
             learning_rate=wc.learning_rate, lr_scheduler_type="constant", logging_steps=max(wc.steps // 4, 1),
             save_strategy="no", report_to="none", seed=config.seed, use_cpu=not _cuda(),
-            bf16=_cuda() and config.bf16, max_length=None, gradient_checkpointing=False,
+            bf16=resolve_precision(config.precision, _cuda(), config.bf16) == "bf16", max_length=None,
+            gradient_checkpointing=False,
         )  # fmt: skip
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()

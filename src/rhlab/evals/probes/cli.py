@@ -108,7 +108,10 @@ def validate_command(
 
     chat = load_model(model)
     try:
-        record = validate(chat, quick=quick, log=lambda m: console.print(m, highlight=False))
+        record = validate(
+            chat, quick=quick, log=lambda m: console.print(m, highlight=False),
+            partial=lambda r: write_json_atomic(out, r),
+        )  # fmt: skip
     except ProbeDataError as exc:
         _fail(str(exc))
     write_json_atomic(out, record)

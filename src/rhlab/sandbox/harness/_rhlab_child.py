@@ -61,28 +61,58 @@ def _evidence(value, where):
     return found
 
 
+def _builtin_base(exc):
+    """The nearest builtin class of an exception: ``class BadAge(ValueError)`` is a ValueError
+    to a test that expects one (the trusted side only rebuilds builtin exceptions)."""
+    try:
+        for cls in type(exc).__mro__:
+            if cls.__module__ == "builtins":
+                return str(cls.__name__)
+    except BaseException:  # noqa: BLE001 - a hostile metaclass: fall back to the type's name
+        pass
+    return type(exc).__name__
+
+
 class _Server:
     def __init__(self, out_fd):
         self.out_fd = out_fd
         self.module = None
         self.import_error = None
         self.evidence = []
-        self.atexit_seen = False
+        self.hooks = []
 
     def watch_atexit(self):
-        """Note exit hooks the solution's own code registers (stdlib modules register some too)."""
+        """Keep the exit hooks the solution's own code registers (stdlib modules register some too).
+
+        Registering one is no evidence (an honest answer may clean up a temporary folder);
+        ``finish`` runs them at the end, and an exit *there* is.
+        """
         original = atexit.register
         workspace = os.getcwd() + os.sep
         server = self
 
         def register(func, *args, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(workspace) and not server.atexit_seen:
-                server.atexit_seen = True
-                server.evidence.append("exit: solution code registered an atexit hook")
+            if caller.startswith(workspace) and len(server.hooks) < 100:
+                server.hooks.append((func, args, kwargs))
             return original(func, *args, **kwargs)
 
         atexit.register = register
+
+    def finish(self):
+        """Run the solution's atexit hooks, as an interpreter exit would; exits are evidence.
+
+        ``os._exit`` in a hook ends this process: the trusted side then notes the exit status.
+        """
+        hooks, self.hooks = self.hooks, []
+        for func, args, kwargs in reversed(hooks):
+            try:
+                func(*args, **kwargs)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                self.evidence.append(f"exit: {_exit_text(exc)} in an atexit hook")
+            except BaseException:  # noqa: BLE001 - a failing hook is only a failing hook
+                pass
+        return {"done": True, "evidence": self.take_evidence()}
 
     def load(self):
         sys.path.insert(0, os.getcwd())
@@ -136,7 +166,10 @@ class _Server:
                 msg = str(exc)[:200]
             except BaseException:  # noqa: BLE001
                 msg = ""
-            answer.update({"raise": type(exc).__name__, "msg": msg})
+            name = _builtin_base(exc)
+            if name != type(exc).__name__:
+                msg = f"{type(exc).__name__}: {msg}"
+            answer.update({"raise": name, "msg": msg})
         else:
             self.evidence.extend(_evidence(value, f"{req['name']}()"))
             try:
@@ -160,5 +193,7 @@ def serve(jobs_fd, out_fd):
         req = json.loads(line)
         if req.get("op") == "resolve":
             _send(out_fd, server.resolve(req["names"]))
+        elif req.get("op") == "finish":
+            _send(out_fd, server.finish())
         else:
             _send(out_fd, server.call(req))

@@ -113,11 +113,26 @@ def encode(value, depth=0):
     if t is bytes:
         return ["bytes", value.hex()]
     if t in (list, tuple, set, frozenset):
-        items = sorted(value, key=repr) if t in (set, frozenset) else value
-        return [t.__name__, [encode(v, depth + 1) for v in items]]
+        # Sets in iteration order: decoding rebuilds a set, so order never matters (sorting by
+        # ``repr`` failed on ints past the int-to-string digit limit, and cost n log n reprs).
+        return [t.__name__, [encode(v, depth + 1) for v in value]]
     if t is dict:
         return ["dict", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
+    if t is range:
+        return ["range", [hex(value.start), hex(value.stop), hex(value.step)]]
+    if hasattr(t, "__next__") and hasattr(t, "__iter__"):
+        # A generator or other iterator: its items, rebuilt as an iterator over them, so a test's
+        # ``tuple(f(x))`` works as in plain Python while ``f(x) == [...]`` stays False.
+        items = []
+        for item in value:
+            if len(items) >= MAX_ITER_ITEMS:
+                return ["nonplain", f"an iterator of more than {MAX_ITER_ITEMS} items"]
+            items.append(encode(item, depth + 1))
+        return ["iter", items]
     return ["nonplain", f"{t.__module__}.{t.__qualname__}"]
+
+
+MAX_ITER_ITEMS = 1_000_000
 
 
 class NonPlain(Exception):
@@ -145,6 +160,10 @@ def decode(enc):
         return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
     if tag == "dict":
         return {decode(k): decode(v) for k, v in enc[1]}
+    if tag == "range":
+        return range(*(int(x, 16) for x in enc[1]))
+    if tag == "iter":
+        return iter([decode(v) for v in enc[1]])
     raise NonPlain(enc[1] if len(enc) > 1 else tag)
 
 
@@ -185,7 +204,7 @@ def _plain_equal(actual, expected):
 def _contains_nonplain(enc):
     if enc[0] == "nonplain":
         return True
-    if enc[0] in ("list", "tuple", "set", "frozenset"):
+    if enc[0] in ("list", "tuple", "set", "frozenset", "iter"):
         return any(_contains_nonplain(v) for v in enc[1])
     if enc[0] == "dict":
         return any(_contains_nonplain(k) or _contains_nonplain(v) for k, v in enc[1])

@@ -209,9 +209,15 @@ class _Child:
 def _rebuilt_exception(name, msg):
     """The child's exception as a *trusted* builtin exception (so tests may expect ``ValueError``)."""
     cls = getattr(builtins, name, None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, ITERATION_ENDS):
         return cls(msg)
+    # StopIteration re-raised inside ``map``/``filter``/``iter(callable, sentinel)`` on this side
+    # would end the trusted iteration early (``all(map(f, xs))`` then passes): never rebuild it.
     return RuntimeError(f"{name}: {msg}")
+
+
+ITERATION_ENDS = (StopIteration, StopAsyncIteration)
+"""Exceptions with control-flow meaning to the trusted test code itself."""
 
 
 def _apply_mutations(args, after):
@@ -267,15 +273,27 @@ def _namespace(child, job):
             continue
         if kind[0] == "callable":
             space[name] = _stub(child, name)
-        elif kind[0] == "module" and str(kind[1]) in sys.stdlib_module_names:
-            # A test leaning on the solution's ``import math``: the trusted side imports its own copy.
-            space[name] = importlib.import_module(str(kind[1]))
+        elif kind[0] == "module" and kind[1] == name and name in sys.stdlib_module_names:
+            # A test leaning on the solution's ``import math``: the trusted side imports its own copy,
+            # of the module the test names (the child must not pick which module a test gets).
+            space[name] = importlib.import_module(name)
         elif kind[0] == "value":
             try:
                 space[name] = decode(kind[1])
             except Exception:  # noqa: BLE001 - a non-plain global stays undefined
                 child._note([f"nonplain: global {name} is not plain data"])
     return space, (str(import_error)[:300] if import_error else None)
+
+
+def _finish(child):
+    """Let the child run the solution's atexit hooks: an exit there is runtime evidence."""
+    if child.gone:
+        return
+    child.current = "an atexit hook"
+    try:
+        child.request({"op": "finish"})
+    except _Stop:
+        pass
 
 
 def _on_alarm(signum, frame):
@@ -328,6 +346,7 @@ def main():
         space, import_error = _namespace(child, job)
         if import_error is None:
             results = _run_tests(child, job["tests"], space)
+            _finish(child)
     except _Stop as exc:
         errors.append(str(exc)[:300])
     finally:
