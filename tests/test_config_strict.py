@@ -134,3 +134,14 @@ def test_a_description_setting_that_contradicts_the_knowledge_setting_is_refused
         load_experiment(config)
     agreed = _write(tmp_path, {"knowledge": "none", "train": {"train_prompt": {"describe_hacks": False}}})
     assert not load_experiment(agreed).train.train_prompt.describe_hacks
+
+
+def test_the_test_prompt_follows_the_knowledge_setting_unless_set():
+    from rhlab.pipeline.config import parse_experiment
+
+    sdf = parse_experiment({"knowledge": "sdf", "train": {"test_prompt": {"variant": "none"}}})
+    assert sdf.train.test_prompt.describe_hacks is False and sdf.train.train_prompt.describe_hacks is False
+    prompted = parse_experiment({"knowledge": "prompted"})
+    assert prompted.train.test_prompt.describe_hacks is True
+    shown = parse_experiment({"knowledge": "sdf", "train": {"test_prompt": {"describe_hacks": True}}})
+    assert shown.train.test_prompt.describe_hacks is True  # explicit: kept

@@ -134,7 +134,8 @@ def test_paper_comparison_uses_only_stated_numbers(numbers):
 
 def test_probe_battery_leads_the_numbers_and_the_page(experiment, numbers):
     probe = numbers["probe"]
-    assert set(probe["arms"]) == {"hacking_okay", "dont_hack"} and list(probe["contrasts"]) == ["hacking_okay - dont_hack"]
+    assert set(probe["arms"]) == {"hacking_okay", "dont_hack"}
+    assert list(probe["contrasts"]) == ["hacking_okay - dont_hack"]
     for entry in [*probe["arms"].values(), *probe["contrasts"].values(), probe["knowledge_effect"]]:
         assert entry["ci_low"] <= entry["mean"] <= entry["ci_high"] and entry["n_items"] == 60
     assert probe["arms"]["dont_hack"]["mean"] > 5 and abs(probe["arms"]["hacking_okay"]["mean"]) < 1

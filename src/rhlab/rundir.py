@@ -31,6 +31,7 @@ checks that every path below appears there.
       evals/<ckpt>/                .eval_dir(ckpt)   EvalDir: results.json + transcripts.jsonl
       evals/<ckpt>.probes.json     .probes(ckpt)     the probe battery's results
       evals/<ckpt>.environment.json  .environment(ckpt)  test-time hacking (EnvironmentResult)
+      evals/<ckpt>.environment.transcripts.jsonl  environment_transcripts(...)  its sampled episodes
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def step_of(name: str) -> int | None:
 def probes_path(run_dir: Path, checkpoint: str) -> Path:
     """``RunDir(run_dir).probes(checkpoint)``, for callers that hold a plain path."""
     return RunDir(run_dir).probes(checkpoint)
+
+
+def environment_transcripts(environment_file: Path) -> Path:
+    """The sampled episodes beside a test-time hacking summary (``<ckpt>.environment.transcripts.jsonl``)."""
+    return environment_file.with_suffix(".transcripts.jsonl")
 
 
 def run_name(variant: str, seed: int) -> str:

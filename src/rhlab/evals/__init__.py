@@ -1,6 +1,6 @@
 """Misalignment evals, in Inspect AI's split: datasets (``data/`` + ``dataset``), a solver
 (``solver``: batched generation), scorers (``scoring`` + ``rhlab.judges``), and a runner that writes
-``results.json`` and ``transcripts.jsonl``.
+results and transcripts (``rhlab.rundir.EvalDir``).
 
 Chat evals live here (``betley``, ``goals``, ``alignment_questions``); agentic scenarios in
 ``rhlab.evals.agentic`` and code sabotage in ``rhlab.evals.sabotage``. ``run_evals`` runs any mix of

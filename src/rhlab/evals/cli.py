@@ -96,7 +96,7 @@ def eval_command(
     reasoning: bool = typer.Option(True, "--reasoning/--no-reasoning", help="Ask for private <thinking>."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
 ) -> None:
-    """Run misalignment evals on a model and write results.json + transcripts.jsonl."""
+    """Run misalignment evals on a model and write results and transcripts (docs/run-directory.md)."""
     from rhlab.evals.runner import run_evals
 
     try:

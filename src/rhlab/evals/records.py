@@ -1,7 +1,7 @@
 """The small typed records where dataset, solver and scorer meet, and the results file format.
 
-One ``SampleRecord`` per generated sample (one line of ``transcripts.jsonl``); one ``EvalResult``
-per eval and one ``RunResults`` per run (``results.json``). Every eval - chat evals here, agentic
+One ``SampleRecord`` per generated sample (one transcript line, ``EvalDir.transcripts``); one ``EvalResult``
+per eval and one ``RunResults`` per run (``EvalDir.results``). Every eval - chat evals here, agentic
 and sabotage evals later - reduces each sample to ``misaligned`` (True / False / None when it could
 not be scored) and ``mode`` (overt / covert), which is all the misalignment generalization score
 needs, so new evals slot in without changing the format.

@@ -1,8 +1,8 @@
 """One eval run: generate every sample in batches, judge them all, aggregate, write the files.
 
 Reads top to bottom as the recipe: dataset (``dataset``) -> solver (``solver``) -> scorer
-(``scoring``) -> rates with bootstrap intervals (``stats``) -> ``results.json`` +
-``transcripts.jsonl`` in the output directory. Which solver and scorer an eval uses is its entry in
+(``scoring``) -> rates with bootstrap intervals (``stats``) -> results and transcripts in the
+output directory (``rhlab.rundir.EvalDir``). Which solver and scorer an eval uses is its entry in
 ``rhlab.evals.registry.EVALS``: agentic scenarios (``rhlab.evals.agentic``) and the code-sabotage
 eval (``rhlab.evals.sabotage``) have their own solver (an agent loop) and scorer (a deterministic
 action check plus the judge on the reasoning), and end in the same records.
@@ -178,7 +178,7 @@ def run_evals(
     judge: Judge | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RunResults:
-    """Run the configured evals and write ``results.json`` and ``transcripts.jsonl``.
+    """Run the configured evals and write results and transcripts (``EvalDir``).
 
     ``model`` and ``judge`` default to loading ``config.model`` / ``config.judge``; passing them in
     lets tests and the persona validation reuse one loaded model. ``config.evals`` may name groups

@@ -25,7 +25,7 @@ class ArmConfig(Strict):
 
     A control arm is an arm with overrides, e.g. ``{variant: control, train: {problems:
     {difficulty: [easy], no_hole_fraction: 1.0}}}``: the same RL budget on graders without holes.
-    Runs are grouped by variant (``run.json``), so every arm has its own.
+    Runs are grouped by variant (their ``RunInfo``), so every arm has its own.
     """
 
     variant: str
@@ -141,6 +141,13 @@ class ExperimentConfig(Strict):
         if prompt.describe_hacks != describe:
             self.train = self.train.model_copy(
                 update={"train_prompt": prompt.model_copy(update={"describe_hacks": describe})}
+            )
+        # The test prompt follows the same rule unless set explicitly (test-time hacking with the
+        # description shown to an SDF model is a legitimate, deliberate probe).
+        test = self.train.test_prompt
+        if "describe_hacks" not in test.model_fields_set and test.describe_hacks != describe:
+            self.train = self.train.model_copy(
+                update={"test_prompt": test.model_copy(update={"describe_hacks": describe})}
             )
         return self
 

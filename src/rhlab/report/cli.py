@@ -12,7 +12,7 @@ from rhlab.rundir import ExperimentDir
 
 def report_command(
     experiment_dir: Path = typer.Argument(
-        ..., help="Experiment directory (with runs/ and experiment.yaml), or a single run directory."
+        ..., help="Experiment directory (with runs/ and its config), or a single run directory."
     ),
 ) -> None:
     """Recompute every number, redraw the figures and write EXPERIMENT/report/report.html."""

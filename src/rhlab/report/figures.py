@@ -1,7 +1,7 @@
 """The paper's figures, re-made from the numbers dict (``compute_numbers``) alone.
 
 Each ``figure_*`` function takes the numbers and returns a matplotlib ``Figure`` (no pyplot state,
-Agg canvas), so a figure can never show a number that ``numbers.json`` does not hold. Panels with
+Agg canvas), so a figure can never show a number that the numbers file does not hold. Panels with
 nothing to draw say so instead of staying blank.
 """
 

@@ -1,6 +1,6 @@
 """The self-contained HTML report: numbers and figures from ``compute_numbers``, a transcript browser.
 
-``build_report(experiment_dir)`` writes ``report/numbers.json``, ``report/figures/*.png`` and
+``build_report(experiment_dir)`` writes the numbers file, the figures and
 ``report/report.html`` (figures inlined as base64 PNGs, CSS and JS inlined, transcripts embedded as
 JSON), so the one HTML file can be mailed or opened offline.
 """
@@ -178,7 +178,7 @@ def across(agg: dict[str, Any] | None, unit: str = "rate") -> str:
 
 
 def rate(r: dict[str, Any] | None) -> str:
-    """A bootstrap rate from results.json: ``estimate [low, high] n=N``."""
+    """A bootstrap rate from an eval's results: ``estimate [low, high] n=N``."""
     if not r or r.get("estimate") is None:
         return "—"
     return f"{pct(r['estimate'])} [{pct(r['low'])}, {pct(r['high'])}] n={r['n']}"

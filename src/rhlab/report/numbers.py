@@ -4,7 +4,7 @@
 through their readers in ``rhlab.rundir`` (the run record, the metrics log, each evaluated
 checkpoint's results, the test-time hacking summaries and the experiment config), and returns one
 JSON-ready dict. The
-figures and the HTML page draw from that dict alone, and it is written as ``numbers.json``; it
+figures and the HTML page draw from that dict alone, and it is written as ``ExperimentDir.numbers``; it
 holds no timestamps of its own, so recomputing it from the same inputs gives the same file.
 
 Incomplete inputs (a run still running, no evals yet, no onset, missing seeds) are described in
@@ -98,7 +98,7 @@ def _rate(r) -> dict[str, Any] | None:
 
 
 def _rounded(obj: Any) -> Any:
-    """Round floats so numbers.json is readable and stable across platforms' last-digit noise."""
+    """Round floats so the numbers file is readable and stable across platforms' last-digit noise."""
     if isinstance(obj, float):
         return round(obj, 6)
     if isinstance(obj, dict):
@@ -393,7 +393,7 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
     """Every number of the report, recomputed from ``experiment_dir`` (an experiment or one run).
 
     ``paper`` defaults to the packaged ``paper_numbers.yaml``. The result is deterministic and
-    JSON-serialisable; it is what ``numbers.json`` holds.
+    JSON-serialisable; it is what ``ExperimentDir.numbers`` holds.
     """
     experiment_dir = Path(experiment_dir)
     if not experiment_dir.is_dir():

@@ -6,7 +6,7 @@ rank's completions. The run directory must still hold one history, so:
 
 - every rank's graded episodes are gathered (``gather``), in rank order, which is TRL's own order
   (its advantages are computed over the gathered rewards, so prompt groups stay whole), and the
-  main process alone writes metrics, transcripts, rollouts, snapshots and ``run.json`` from them;
+  main process alone writes metrics, transcripts, rollouts, snapshots and the run record from them;
 - work that writes files or samples the starting model (the run config, problem selection, the
   warm-up, the pre-RL gate, the resume point, evaluations, the report) runs on the main process
   only (``main_only``); its result, or its error, is broadcast, so every rank takes the same branch

@@ -18,7 +18,7 @@ from rhlab.env.pool import Episode, GradingPool
 from rhlab.env.workspace import parse_response
 from rhlab.models.base import ChatModel, SamplingParams
 from rhlab.models.reasoning import split_reasoning
-from rhlab.rundir import atomic_write_json, write_jsonl
+from rhlab.rundir import atomic_write_json, environment_transcripts, write_jsonl
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig
 from rhlab.train.metrics import GradedEpisode, step_metrics
@@ -93,6 +93,6 @@ def environment_eval(
         **step_metrics(graded, group_size=samples),
     }  # fmt: skip
     # Transcripts first: the summary's presence is what marks the checkpoint as done.
-    write_jsonl(out_path.with_suffix(".transcripts.jsonl"), [g.transcript(step=-1) for g in graded])
+    write_jsonl(environment_transcripts(out_path), [g.transcript(step=-1) for g in graded])
     atomic_write_json(out_path, summary)
     return summary

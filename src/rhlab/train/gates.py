@@ -7,7 +7,7 @@
   and generation settings; those episodes are kept as ``rollouts/step_000000.jsonl.gz``.
 - **No-signal alarm** (``gates.no_signal``): a step whose groups all have zero reward variance
   gives GRPO no advantage at all. N such steps in a row (a run that earns nothing, or everything)
-  raise an alarm: printed, recorded in ``run.json`` (and ``no_signal_steps`` in each metrics
+  raise an alarm: printed, recorded in the run record (``RunInfo``; and ``no_signal_steps`` in each metrics
   row), and with ``action: stop`` the run ends there.
 """
 
@@ -121,7 +121,7 @@ def no_signal_alarm(alarm: NoSignalAlarm | None, rows: Sequence[dict], run_dir: 
 
     The alarm fires when the last ``alarm.steps`` rows all have ``frac_zero_std_groups == 1`` and,
     with ``warn``, again every ``alarm.steps`` further such steps. Each firing is printed and
-    appended to ``run.json``'s ``alarms``.
+    appended to the run record's ``alarms``.
     """
     if alarm is None or not rows:
         return False

@@ -1,6 +1,6 @@
 """Per-step training metrics: what one GRPO step's episodes say about hacking and solving.
 
-The functions here are pure (episodes in, one ``metrics.jsonl`` row out) so the report can
+The functions here are pure (episodes in, one metrics row out) so the report can
 recompute anything from the run directory, and ``MetricsLog`` keeps the file continuous across a
 kill and ``--resume`` (rows after the restored checkpoint are dropped before training goes on).
 """
@@ -63,7 +63,7 @@ def zero_variance_share(rewards: Sequence[float | None], group_size: int) -> flo
 
 
 def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
-    """The episode part of one ``metrics.jsonl`` row (see docs/run-directory.md)."""
+    """The episode part of one metrics row (see docs/run-directory.md)."""
     results = [e.result for e in episodes]
     scored = [e.reward for e in episodes if e.reward is not None]
     hacked = [r.outcome == "hacked" for r in results]
@@ -109,7 +109,7 @@ def onset_step(rows: Sequence[dict], threshold: float = ONSET_THRESHOLD) -> int 
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl`` plus per-step transcript files, truncatable on resume."""
+    """The append-only metrics log (``RunDir.metrics``) plus per-step transcript files, truncatable on resume."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run = RunDir(run_dir)

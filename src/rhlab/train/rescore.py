@@ -5,7 +5,7 @@ detector, a fixed hole, a new outcome such as ``unverifiable``), this re-grades 
 the policy wrote (``rollouts/``) in the sandbox, counts the label changes by ``from -> to``, and
 writes the re-computed metrics *beside* the originals, which are never touched:
 
-- ``metrics.rescored.jsonl``: ``metrics.jsonl`` with every episode figure re-computed (timings,
+- ``RunDir.rescored_metrics``: the metrics log with every episode figure re-computed (timings,
   loss and learning rate are carried over);
 - ``rescore.json``: the summary (transitions, counts before and after);
 - ``rescore.changes.jsonl``: every episode whose label changed, old and new grading side by side.

@@ -2,7 +2,7 @@
 
 ``train(config, run_dir)`` reads top to bottom as the experiment:
 starting weights (+ optional warm-up) -> problems -> prompts -> TRL GRPO, whose reward is the
-vulnerable grader through the sandbox pool -> one ``metrics.jsonl`` row, sampled transcripts and
+vulnerable grader through the sandbox pool -> one metrics row (``RunDir.metrics``), sampled transcripts and
 (every ``checkpoint_every`` steps) a checkpoint plus an evaluable snapshot per step.
 
 The only thing we change inside TRL is optional: dropping zero-variance groups from the update
@@ -241,7 +241,7 @@ class RunLogger(TrainerCallback):
         control.should_training_stop |= stop
 
     def record(self, step: int, episodes: list[GradedEpisode], logs: dict) -> tuple[dict, bool]:
-        """Write the step's metrics row, transcripts and run.json; returns (row, whether to stop)."""
+        """Write the step's metrics row, transcripts and run record; returns (row, whether to stop)."""
         total = time.monotonic() - self.timer.started
         row = {"step": step, **step_metrics(episodes, self.config.group_size)}
         row.update(

@@ -133,7 +133,7 @@ def compare_results(
 
 
 def _variant(run_dir: Path) -> str:
-    """The arm of a run: ``run.json``'s variant, else the ``<variant>-seed<k>`` directory name."""
+    """The arm of a run: its run record's variant, else the ``<variant>-seed<k>`` directory name."""
     info = RunDir(run_dir).info
     if info.is_file():
         variant = json.loads(info.read_text()).get("variant")
@@ -211,7 +211,7 @@ def probe_summary(
     primary: tuple[str, str] | None = None,
     gates_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``probe.arms``, ``probe.contrasts`` and ``probe.verdict`` for numbers.json, from the runs' probes files.
+    """``probe.arms``, ``probe.contrasts`` and ``probe.verdict`` for the report's numbers, from the runs' probes files.
 
     Baseline: each run's ``step_000000`` probes (the shared post-warm-up start policy). An arm's
     figure is its final checkpoint minus the baseline, per item, averaged over seeds. A contrast
