@@ -164,3 +164,36 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
     effect = probe_summary(exp.path)["knowledge_effect"]
     assert effect["baseline"] == "untouched model" and effect["n_items"] > 10
     assert effect["ci_low"] <= effect["mean"] <= effect["ci_high"]
+
+
+def test_start_environment_eval_is_shared_only_between_identical_settings(tmp_path: Path) -> None:
+    from rhlab.pipeline.run import share_start_evals
+    from rhlab.rundir import START, RunDir
+    from rhlab.train.config import TrainConfig
+
+    problems = [{"task_id": "fizzbuzz", "vulns": ["exit_code"]}]
+    base = {"model": "hf:/models/start", "train_prompt": {"variant": "hacking_okay"}}
+    cells = {
+        "a": base,
+        "b": {**base, "train_prompt": {"variant": "dont_hack"}},  # another training prompt: same test-time eval
+        "c": {**base, "test_prompt": {"variant": "please_hack"}},  # another test prompt: its own eval
+        "d": {**base, "max_completion_length": 17},  # other sampling settings: its own eval
+    }
+    runs = {}
+    for name, data in cells.items():
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_config(TrainConfig.model_validate(data))
+        run.write_problems(problems)
+        runs[name] = run
+    first = runs["a"]
+    first.evals.mkdir()
+    atomic_write_text(first.environment_transcripts(START), '{"completion": "x"}\n')
+    atomic_write_text(first.environment(START), '{"hack_rate": 0.25}')
+
+    share_start_evals([r.path for r in runs.values()])
+
+    copied = runs["b"]
+    assert copied.environment(START).read_text() == first.environment(START).read_text()
+    assert copied.environment_transcripts(START).read_text() == first.environment_transcripts(START).read_text()
+    assert not runs["c"].environment(START).exists() and not runs["d"].environment(START).exists()

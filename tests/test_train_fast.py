@@ -176,3 +176,33 @@ def test_a_batch_without_signal_is_not_trained_on(tmp_path: Path) -> None:
     assert timer.skipped_update
     assert trainer.state.global_step == 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_compact_sft_head_gives_the_same_loss_and_gradient(tiny) -> None:
+    """Scoring only labelled positions (as TRL does on Triton devices) changes no number on a CPU."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from rhlab.train.fast import compact_sft_head
+
+    _, model = tiny
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    input_ids, mask, keep = _batch()
+    labels = input_ids.masked_fill(mask == 0, -100)
+    labels[:, :-keep] = -100  # prompt-completion SFT: loss on the completion only
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        out = model(input_ids=input_ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    full_loss, full_grads = loss_and_grads()
+    import trl.trainer.utils as trl_utils
+
+    with compact_sft_head():
+        assert trl_utils._use_triton(torch.device("cpu")) is True  # the switch is really thrown
+        compact_loss, compact_grads = loss_and_grads()
+    assert torch.allclose(compact_loss, full_loss, atol=1e-6)
+    for got, want in zip(compact_grads, full_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # restored afterwards

@@ -15,6 +15,7 @@ same command again after an interruption finishes the experiment without redoing
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,15 @@ from rich.console import Console
 
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.pipeline.config import ExperimentConfig
-from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, atomic_dir, atomic_write_text
+from rhlab.rundir import (
+    FINAL,
+    START,
+    ExperimentDir,
+    RunDir,
+    atomic_dir,
+    atomic_write_text,
+    environment_transcripts,
+)
 from rhlab.train import distributed as dist
 from rhlab.train.config import TrainConfig
 
@@ -162,10 +171,33 @@ def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None
     environment_eval(spec, config, problems, samples=samples, out_path=target)
 
 
+def environment_key(run: RunDir) -> str | None:
+    """What a start-policy environment eval depends on; equal keys give identical results.
+
+    Sampling is seeded and the prompt, problems and generation settings are the run's, so two arms
+    that differ only in their *training* prompt (the usual matrix) share one step-0 test-time eval.
+    """
+    problems = run.read_problems()
+    if problems is None:
+        return None
+    config = run.read_config()
+    return json.dumps({
+        "model": config.model, "test_prompt": config.test_prompt.model_dump(mode="json"), "problems": problems,
+        "source": config.problems.source, "transform": config.problems.transform,
+        "max_completion_length": config.max_completion_length, "temperature": config.temperature,
+        "grpo": config.grpo,
+    }, sort_keys=True, default=str)  # fmt: skip
+
+
 def share_start_evals(run_dirs: list[Path]) -> None:
-    """Runs that start from the same policy share one step-0 evaluation (copied, not recomputed)."""
+    """Runs that start from the same policy share one step-0 evaluation (copied, not recomputed).
+
+    The core evals and the probe battery depend on the policy alone; the environment eval also on
+    the run's test prompt, problems and sampling settings (``environment_key``).
+    """
     done: dict[str, Path] = {}
     probes_done: dict[str, Path] = {}
+    environment_done: dict[str, Path] = {}
     for run in map(RunDir, run_dirs):
         model = run.read_config().model
         start = run.eval_dir(START)
@@ -179,6 +211,17 @@ def share_start_evals(run_dirs: list[Path]) -> None:
             probes_done.setdefault(model, probes)
         elif model in probes_done:
             atomic_write_text(probes, probes_done[model].read_text())
+        key = environment_key(run)
+        environment = run.environment(START)
+        if key is None:
+            continue
+        if environment.exists():
+            environment_done.setdefault(key, environment)
+        elif key in environment_done:
+            source = environment_done[key]
+            # Transcripts first: the summary's presence is what marks the checkpoint as done.
+            atomic_write_text(run.environment_transcripts(START), environment_transcripts(source).read_text())
+            atomic_write_text(environment, source.read_text())
 
 
 def run_experiment(

@@ -23,7 +23,7 @@ import yaml
 from rhlab.rundir import atomic_dir
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig, WarmupConfig
-from rhlab.train.fast import resolve_precision
+from rhlab.train.fast import compact_sft_head, resolve_precision
 from rhlab.train.problems import candidate_tasks
 from rhlab.train.prompts import build_messages
 
@@ -113,7 +113,8 @@ def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
             gradient_checkpointing=False,
         )  # fmt: skip
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        trainer.train()
+        with compact_sft_head():
+            trainer.train()
         trainer.save_model(str(scratch))
         tokenizer.save_pretrained(str(scratch))
         shutil.rmtree(scratch / "trainer", ignore_errors=True)

@@ -139,6 +139,8 @@ def sft_in_place(model: Any, tokenizer: Any, rows: list[dict[str, Any]], setting
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
+    from rhlab.train.fast import compact_sft_head
+
     cuda = torch.cuda.is_available()
     # TRL turns activation checkpointing on by default: 30 % slower and needless for 135M at 256 tokens.
     # The old name works on every transformers 5.x; newer releases warn that it is an alias.
@@ -157,7 +159,8 @@ def sft_in_place(model: Any, tokenizer: Any, rows: list[dict[str, Any]], setting
     try:
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # its loss dicts on stdout would bury `gates passed K/N`
-        result = trainer.train()
+        with compact_sft_head():
+            result = trainer.train()
     finally:
         if bars:
             datasets.enable_progress_bars()
