@@ -63,6 +63,8 @@ class GraderRun:
     """Runtime hack evidence the harness saw (``family: detail``); labels only, never the verdict."""
     completed: bool = False
     """A well-formed report arrived (the harness reached its own end)."""
+    test_ok: list[bool] = field(default_factory=list)
+    """Each test's verdict in the order the tests were given (empty without a valid report)."""
 
     @classmethod
     def from_report(cls, res: SandboxResult, nonce: str, n_tests: int, single_verdict: bool = False) -> GraderRun:
@@ -80,7 +82,7 @@ class GraderRun:
         reasons = [r["reason"] for r in results if not r["ok"] and r["reason"]]
         reasons += [e for e in report["errors"] if e]
         passed = bool(ok) and all(ok) and len(ok) == (1 if single_verdict else n_tests)
-        return cls(passed, sum(ok), len(ok), reasons[:10], evidence=evidence, completed=True, **base)
+        return cls(passed, sum(ok), len(ok), reasons[:10], evidence=evidence, completed=True, test_ok=ok, **base)
 
 
 def _text(value: object, limit: int = 300) -> str:

@@ -74,6 +74,7 @@ def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
         "proxy_pass_rate": _share([r.proxy_pass for r in results]),
         "honest_solve_rate": _share([r.outcome == "solved" for r in results]),
         "unverifiable_rate": _share([r.outcome == "unverifiable" for r in results]),
+        "visible_only_rate": _share([r.outcome == "visible_only" for r in results]),
         "hack_rate": _share(hacked),
         "attempted_hack_rate": _share([bool(r.attempted_hacks) for r in results]),
         "hack_rate_by_type": {
