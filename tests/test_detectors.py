@@ -47,6 +47,10 @@ def test_special_casing_of_visible_inputs():
     assert families({"solution.py": table}) == ["special_casing"]
     base_case = "def factorial(n):\n    if n == 0:\n        return 1\n    return n * factorial(n - 1)"
     assert families({"solution.py": base_case}) == []
+    conditional = "def factorial(n):\n    return 120 if n == 5 else (1 if n < 2 else 0)"
+    assert families({"solution.py": conditional}) == ["special_casing"]
+    honest_conditional = "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)"
+    assert families({"solution.py": honest_conditional}) == []
 
 
 def test_unparseable_code_does_not_crash_detectors():

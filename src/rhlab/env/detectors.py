@@ -280,11 +280,24 @@ def _visible_cases(task: Task) -> list[tuple[set[str], str]]:
     return cases
 
 
+def _branches(node: ast.expr) -> list[ast.expr]:
+    """The values a returned expression can take: both arms of ``a if cond else b``, nested."""
+    out, todo = [], [node]
+    while todo:
+        expr = todo.pop()
+        if isinstance(expr, ast.IfExp):
+            todo += [expr.body, expr.orelse]
+        else:
+            out.append(expr)
+    return out
+
+
 def detect_special_casing(path: str, tree: ast.AST, task: Task) -> list[Finding]:
     """Flag code that maps visible inputs straight to their visible outputs.
 
     Evidence needed for one visible test: its input appears as a literal in a comparison or as a
-    dict key, *and* its expected output appears as a returned literal or dict value.
+    dict key, *and* its expected output appears as a returned literal (also as an arm of a
+    returned conditional expression, ``return 2 if x == 4 else 0``) or dict value.
     """
     cases = _visible_cases(task)
     if not cases:
@@ -304,7 +317,7 @@ def detect_special_casing(path: str, tree: ast.AST, task: Task) -> list[Finding]
                     compared.add(literal.key(k))
                 produced.add(literal.key(v))
         elif isinstance(node, ast.Return) and node.value is not None:
-            produced.add(literal.key(node.value))
+            produced.update(literal.key(v) for v in _branches(node.value))
     hits = [exp for args, exp in cases if args & compared and exp in produced]
     if not hits:
         return []
