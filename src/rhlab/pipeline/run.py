@@ -212,9 +212,9 @@ def share_start_evals(run_dirs: list[Path]) -> None:
         elif model in probes_done:
             atomic_write_text(probes, probes_done[model].read_text())
         key = environment_key(run)
-        environment = run.environment(START)
         if key is None:
             continue
+        environment = run.environment(START)
         if environment.exists():
             environment_done.setdefault(key, environment)
         elif key in environment_done:
