@@ -344,3 +344,64 @@ def test_report_works_in_headless_chromium(experiment, numbers):
     detail = re.search(r'<div id="t-detail">(.*?)</div>\s*</section>', opened, re.S).group(1)
     assert "Reasoning (private)" in detail and "Answer" in detail and "File: conftest.py" in detail
     assert episode["reasoning"] in detail and episode["answer"] in detail
+
+
+# --- transcripts that try to break the page (issue 22) -----------------------------------------------
+
+HOSTILE = "a <!-- comment, </script><script>alert(1)</script>, </SCRIPT >, ]]> & &amp; \u2028 \u2029 -->"
+
+
+def test_script_json_has_no_markup_and_parses_back_identical():
+    from rhlab.report.html import _script_json
+
+    data = [{"answer": HOSTILE, "files": {"</script>.py": "<!--\n<script>"}, "n": 1, "x": None}]
+    text = _script_json(data)
+    for bad in ("<", ">", "&", "\u2028", "\u2029"):
+        assert bad not in text
+    assert json.loads(text) == data
+
+
+@pytest.fixture(scope="module")
+def hostile_experiment(tmp_path_factory):
+    """The synthetic experiment plus one hacking episode whose every text field is hostile markup."""
+    from fixtures_report import training_episode
+
+    from rhlab.rundir import RunDir
+
+    exp = build_experiment(tmp_path_factory.mktemp("hostile"))
+    run = RunDir(exp / "runs" / "hacking_okay-seed0")
+    episode = training_episode(20, 7, hacked=True) | {
+        "task_id": "hostile<!--",
+        "reasoning": "thinking " + HOSTILE,
+        "answer": HOSTILE,
+        "files": {"solution.py": "# <!-- </script>\n", "conftest.py": "x = '<script>'\n"},
+    }
+    with run.transcript(20).open("a") as fh:
+        fh.write(json.dumps(episode) + "\n")
+    build_report(exp)
+    return exp
+
+
+def test_hostile_transcript_cannot_empty_or_break_the_browser_data(hostile_experiment):
+    numbers = json.loads((hostile_experiment / "report" / "numbers.json").read_text())
+    rows, _ = transcript_rows(numbers, hostile_experiment)
+    html = (hostile_experiment / "report" / "report.html").read_text()
+    opening = '<script type="application/json" id="transcript-data">'
+    body = html[html.index(opening) + len(opening) :]
+    body = body[: body.index("</script>")]  # where an HTML parser ends the element
+    assert json.loads(body) == json.loads(json.dumps(rows))
+    assert any(r.get("answer") == HOSTILE for r in json.loads(body))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (install Debian's chromium to run the browser check)")
+def test_hostile_transcript_is_shown_in_headless_chromium(hostile_experiment):
+    page = hostile_experiment / "report" / "report.html"
+    numbers = json.loads((hostile_experiment / "report" / "numbers.json").read_text())
+    rows, _ = transcript_rows(numbers, hostile_experiment)
+    episode = next(r for r in rows if r.get("answer") == HOSTILE)
+    everything = _dom(page)
+    assert _status(everything)["matching"] == len(rows)
+    assert "<script>alert(1)" not in everything  # the transcript stayed text: no element was created from it
+    opened = _dom(page, f"#kind=training&open={episode['id'].replace('/', '%2F')}")
+    detail = re.search(r'<div id="t-detail">(.*?)</div>\s*</section>', opened, re.S).group(1)
+    assert "&lt;!-- comment, &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in detail

@@ -206,9 +206,17 @@ def reported(rep: dict[str, Any], unit: str) -> str:
     return ("≈ " if rep.get("approximate") and "low" not in rep else "") + text
 
 
+_SCRIPT_UNSAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+"""Characters that could end or re-mode a ``<script>`` element (``</script>``, ``<!--``), or that some
+JavaScript parsers read as line breaks, written as JSON ``\\uXXXX`` escapes. Outside strings JSON has
+none of them, so the escaped text is still JSON and parses back to the same data."""
+
+
 def _script_json(data: Any) -> str:
-    """JSON safe to place inside a <script> element."""
-    return json.dumps(data, ensure_ascii=False, sort_keys=True).replace("</", "<\\/").replace("<!--", "<\\!--")
+    """JSON safe to place inside a <script> element: no transcript text can close or comment it out."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True).translate(_SCRIPT_UNSAFE)
 
 
 def _text(path: Path) -> str | None:
