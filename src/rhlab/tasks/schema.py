@@ -58,7 +58,9 @@ class Task(BaseModel):
             try:
                 ast.parse(test)
             except SyntaxError as exc:
-                raise ValueError(f"test {test!r} is not valid Python: {exc.msg}") from exc
+                raise ValueError(f"test {test[:80]!r} is not valid Python: {exc.msg}") from exc
+            except (RecursionError, MemoryError) as exc:  # pydantic passes these through: make them a field error
+                raise ValueError(f"test {test[:80]!r} nests too deeply to parse ({type(exc).__name__})") from None
         return tests
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from rhlab.tasks.formats import FORMATS, LoadReport, SourceError, is_format_spec, load_format, parse_spec
+from rhlab.tasks.formats.rows import too_deep
 from rhlab.tasks.schema import Task
 
 HUMANEVAL_PREFIX = "humaneval/"
@@ -134,6 +135,9 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
             continue
+        except (RecursionError, MemoryError) as exc:
+            errors.append(f"{path}:{lineno}: {too_deep(exc, 'JSON')}")
+            continue
         if not isinstance(entry, dict):
             errors.append(f"{path}:{lineno}: expected a JSON object, got {type(entry).__name__}")
             continue
@@ -145,6 +149,9 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
             continue
         except TypeError as exc:
             errors.append(f"{path}:{lineno}: {exc}")
+            continue
+        except (RecursionError, MemoryError) as exc:
+            errors.append(f"{path}:{lineno}: {too_deep(exc, 'the task')}")
             continue
         if task.id in seen:
             errors.append(f"{path}:{lineno}: duplicate task id {task.id!r}")

@@ -4,7 +4,8 @@
 files (e.g. a downloaded hub snapshot with ``data/*.parquet``), or a folder written by
 ``datasets.save_to_disk`` (``PATH#SPLIT`` picks a split of a saved ``DatasetDict``). Nothing is
 downloaded. Task ids are ``FORMAT/ORIGINAL_ID``. A malformed row is reported with its row number
-and skipped, never fatal; ``LoadReport`` says how many rows were kept.
+and skipped, never fatal, including a row nested deeply enough to raise ``RecursionError`` or
+large enough to raise ``MemoryError``; ``LoadReport`` says how many rows were kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rhlab.tasks.formats import apps, codecontests, livecodebench, mbpp
-from rhlab.tasks.formats.rows import RowError, iter_rows
+from rhlab.tasks.formats.rows import RowError, iter_rows, too_deep
 from rhlab.tasks.schema import Task
 from rhlab.tasks.stdin import ConversionLimits
 
@@ -118,7 +119,10 @@ def load_format(part: str, limits: ConversionLimits | None = None, progress: boo
             except RowError as exc:
                 report.skipped.append(f"{where}: {exc}")
                 continue
-            except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:  # odd shapes
+            except (RecursionError, MemoryError) as exc:  # data built to exhaust the stack or the heap
+                report.skipped.append(f"{where}: {too_deep(exc, 'the row')}")
+                continue
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:  # odd shapes
                 report.skipped.append(f"{where}: malformed row ({type(exc).__name__}: {exc})"[:300])
                 continue
             if task.id in seen:

@@ -10,6 +10,12 @@ the output is one JSON value; the function is ``metadata.func_name``; a LeetCode
 
 The pickle is never trusted: ``restricted_unpickle`` refuses every class lookup, so only plain
 data (str, bytes, numbers, lists, dicts) can come out of it, and anything else is a clear error.
+Plain data can still be a bomb: a pickle that reuses memo entries builds a shared-reference DAG,
+so a few hundred bytes describe a list whose tree has 2**30 leaves, and every later walk of it
+(``str``, ``json``, ``repr``) is exponential. So the pickle is refused when it has too many opcodes
+(each makes at most one object), when its data contains a cycle, or when the data *as a tree*,
+the size any re-encoding would write, exceeds ``MAX_EXPANDED``. The sizes are counted once per
+distinct object, so refusing costs time linear in the pickle, not in the tree.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import binascii
 import io
 import json
 import pickle
+import pickletools
 import zlib
 
 from rhlab.tasks.formats.common import json_field, make_task, original_id, stdin_pairs, text_field
@@ -28,6 +35,10 @@ from rhlab.tasks.stdin import CONTRACT, ENTRY_POINT, SIGNATURE, ConversionLimits
 
 NAME = "livecodebench"
 MAX_DECOMPRESSED = 256 * 2**20
+MAX_PICKLE_OPS = 2_000_000
+"""Opcodes a private-tests pickle may have: the real ones pickle one JSON string (a handful)."""
+MAX_EXPANDED = MAX_DECOMPRESSED
+"""Size of the unpickled data as a tree (string characters plus one per value) that is accepted."""
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -37,14 +48,78 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused to load {module}.{name}: only plain data is accepted")
 
 
-def restricted_unpickle(data: bytes) -> object:
-    """Unpickle ``data`` allowing plain builtin data only (a ``RowError`` otherwise)."""
+def _count_ops(data: bytes) -> None:
+    """Refuse a pickle with more than ``MAX_PICKLE_OPS`` opcodes before building any object."""
+    count = 0
     try:
-        return _PlainDataUnpickler(io.BytesIO(data)).load()
+        for count, _ in enumerate(pickletools.genops(data), 1):
+            if count > MAX_PICKLE_OPS:
+                break
+    except (ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise RowError(f"private_test_cases: not a readable pickle ({type(exc).__name__})") from None
+    if count > MAX_PICKLE_OPS:
+        raise RowError(f"private_test_cases: the pickle has more than {MAX_PICKLE_OPS} opcodes")
+
+
+_LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None))
+
+
+def _children(value: object) -> tuple | list | None:
+    if isinstance(value, dict):
+        return [*value.keys(), *value.values()]
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(value)
+    return None
+
+
+def expanded_size(root: object, budget: int = MAX_EXPANDED) -> int:
+    """The size of ``root`` as a tree, counting shared parts at every place they occur.
+
+    A ``RowError`` once it exceeds ``budget``, or when the data refers to itself (a cycle). Each
+    distinct object is measured once and the walk is iterative, so a shared-reference DAG of
+    depth 30 (a 2**30-leaf tree) or a list nested a million deep is refused in linear time.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # containers whose subtree is being measured: meeting one again is a cycle
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        value, finished = stack.pop()
+        key = id(value)
+        if finished:
+            open_.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(value))  # type: ignore[union-attr]
+            if total > budget:
+                raise RowError(f"private_test_cases: the unpickled data expands to more than {budget} values "
+                               "and characters (a pickle that reuses shared references)")  # fmt: skip
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise RowError("private_test_cases: the unpickled data contains itself (a reference cycle)")
+        children = _children(value)
+        if children is None:
+            if not isinstance(value, _LEAVES):
+                raise RowError(f"private_test_cases: unexpected {type(value).__name__} in the unpickled data")
+            sizes[key] = 1 + (len(value) if isinstance(value, str | bytes | bytearray) else 0)
+            continue
+        open_.add(key)
+        stack.append((value, True))
+        stack.extend((child, False) for child in children)
+    return sizes[id(root)]
+
+
+def restricted_unpickle(data: bytes) -> object:
+    """Unpickle ``data`` allowing plain builtin data of bounded expanded size only (a ``RowError`` otherwise)."""
+    _count_ops(data)
+    try:
+        value = _PlainDataUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
         raise RowError(f"private_test_cases: {exc}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
         raise RowError(f"private_test_cases: not a readable pickle ({type(exc).__name__})") from None
+    expanded_size(value)
+    return value
 
 
 def _inflate(value: str) -> object:

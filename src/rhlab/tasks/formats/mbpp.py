@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 
 from rhlab.tasks.formats.common import make_task, original_id, text_field
-from rhlab.tasks.formats.rows import RowError
+from rhlab.tasks.formats.rows import RowError, too_deep
 from rhlab.tasks.schema import Task
 from rhlab.tasks.stdin import ConversionLimits
 
@@ -31,6 +31,8 @@ def _defined(code: str) -> list[ast.FunctionDef]:
         tree = ast.parse(code)
     except SyntaxError as exc:
         raise RowError(f"code does not parse: {exc.msg} (line {exc.lineno})") from None
+    except (RecursionError, MemoryError) as exc:
+        raise RowError(too_deep(exc, "code")) from None
     return [n for n in tree.body if isinstance(n, ast.FunctionDef)]
 
 
@@ -41,6 +43,8 @@ def _called(tests: list[str]) -> list[str]:
             tree = ast.parse(test)
         except SyntaxError as exc:
             raise RowError(f"test {test[:60]!r} does not parse: {exc.msg}") from None
+        except (RecursionError, MemoryError) as exc:
+            raise RowError(f"test {test[:60]!r}: {too_deep(exc, 'the test')}") from None
         names += [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     return names
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,40 @@ ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 
 class RowError(ValueError):
     """One row cannot be used; the message says why (the loader adds the row number)."""
+
+
+def too_deep(exc: BaseException, what: str) -> str:
+    """The reason given for a row whose ``what`` nests too deeply or is too large to convert."""
+    if isinstance(exc, RecursionError):
+        return f"{what} nested too deeply to convert (RecursionError)"
+    return f"{what} too large to convert (MemoryError)"
+
+
+_ARRAY_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+
+
+def split_json_array(text: str) -> Iterator[str]:
+    """The source text of each element of a top-level JSON array, without decoding any of them.
+
+    Used when decoding the whole array fails for depth or size: each element is then decoded
+    alone, so one deeply nested row is reported instead of losing the file.
+    """
+    start = text.find("[")
+    depth, element_start = 0, start + 1
+    for token in _ARRAY_TOKENS.finditer(text, start):
+        kind = token.group()
+        if kind in "[{":
+            depth += 1
+        elif kind in "]}":
+            depth -= 1
+            if depth == 0:
+                if text[element_start : token.start()].strip():
+                    yield text[element_start : token.start()]
+                return
+        elif kind == "," and depth == 1:
+            yield text[element_start : token.start()]
+            element_start = token.end()
+    raise RowError("the JSON list of rows is not closed")
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, object]]:
@@ -29,10 +64,19 @@ def _jsonl(path: Path) -> Iterator[tuple[int, object]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, RowError(f"not valid JSON ({exc.msg})")
+            except (RecursionError, MemoryError) as exc:
+                yield number, RowError(too_deep(exc, "JSON"))
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, object]]:
-    data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except (RecursionError, MemoryError) as exc:
+        if not text.lstrip().startswith("["):
+            raise RowError(f"{path}: {too_deep(exc, 'the JSON file')}") from None
+        yield from _json_rows_one_by_one(text)
+        return
     if isinstance(data, dict):  # {"split": [rows]} or {"data": [rows]}
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -41,6 +85,16 @@ def _json_array(path: Path) -> Iterator[tuple[int, object]]:
     if not isinstance(data, list):
         raise RowError(f"{path}: a JSON file must hold a list of rows")
     yield from enumerate(data, 1)
+
+
+def _json_rows_one_by_one(text: str) -> Iterator[tuple[int, object]]:
+    for number, element in enumerate(split_json_array(text), 1):
+        try:
+            yield number, json.loads(element)
+        except json.JSONDecodeError as exc:
+            yield number, RowError(f"not valid JSON ({exc.msg})")
+        except (RecursionError, MemoryError) as exc:
+            yield number, RowError(too_deep(exc, "JSON"))
 
 
 def _parquet(path: Path) -> Iterator[tuple[int, object]]:
