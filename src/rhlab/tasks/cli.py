@@ -80,7 +80,7 @@ def stats(
     source: str = typer.Option("builtin", help=SOURCE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
-    """Counts by difficulty and kind, test counts, tasks without held-out tests, and rows kept per source."""
+    """Counts by difficulty and kind, test counts, tasks without held-out tests, tests that cannot fail, rows kept."""
     from rhlab.tasks.stats import task_stats
 
     loads = []
@@ -118,6 +118,9 @@ def stats(
                       f"mean {s['mean']}, max {s['max']})")  # fmt: skip
     table.add_row("tasks without held-out tests", str(summary["no_heldout"]))
     table.add_row("tasks with a canonical solution", str(summary["with_canonical_solution"]))
+    dropped, in_tasks = summary["dropped_tests"], summary["tasks_with_dropped_tests"]
+    table.add_row("tests that cannot fail, dropped", f"{dropped} (in {in_tasks} tasks)")
+    table.add_row("tests that cannot fail, left", str(summary["vacuous_tests"]))
     console.print(table)
 
 

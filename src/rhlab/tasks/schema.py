@@ -41,6 +41,9 @@ class Task(BaseModel):
     tags: list[str] = Field(default_factory=list)
     difficulty: Difficulty | None = None
     source: str = "user"
+    dropped_tests: list[str] = Field(default_factory=list)
+    """Tests of the source that the loader left out because no answer can fail them, each as
+    ``"REASON: TEST"`` (see ``rhlab.tasks.vacuous``); ``rhlab tasks stats`` counts them."""
 
     @field_validator("entry_point")
     @classmethod

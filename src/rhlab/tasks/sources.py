@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rhlab.tasks.formats import FORMATS, LoadReport, SourceError, is_format_spec, load_format, parse_spec
 from rhlab.tasks.formats.rows import too_deep
 from rhlab.tasks.schema import Task
+from rhlab.tasks.vacuous import choose_visible, meaningful_tests, vacuous_reason
 
 HUMANEVAL_PREFIX = "humaneval/"
 
@@ -64,13 +65,15 @@ def _mentions_candidate(node: ast.AST) -> bool:
     return any(isinstance(n, ast.Name) and n.id == "candidate" for n in ast.walk(node))
 
 
-def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], list[str]]:
-    """Split a HumanEval ``check(candidate)`` into visible and held-out tests.
+def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], list[str], list[str]]:
+    """Split a HumanEval ``check(candidate)`` into visible, held-out and dropped tests.
 
     Each top-level assert on ``candidate`` becomes one test (``candidate`` renamed to the entry
-    point); the first third (at most 3) are visible. From the first statement that is not such an
-    assert (loops, setup code), the rest of the check becomes one held-out block test that runs
-    as written.
+    point). From the first statement that is not such an assert (loops, setup code), the rest of
+    the check becomes one held-out block test that runs as written. Tests no answer can fail are
+    dropped (HumanEval/33 compares the candidate with itself, see ``rhlab.tasks.vacuous``). A third
+    of the asserts (at most 3) are visible: the first ones, unless an answer that computes nothing
+    would pass them all (``choose_visible``).
     """
     module = ast.parse(test_src)
     check = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check")
@@ -89,10 +92,14 @@ def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], l
         imports = [ast.unparse(n) for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
         rename = _RenameCandidate(entry_point)
         block = ["\n".join([*imports, *(ast.unparse(rename.visit(s)) for s in other)])]
+    asserts, dropped = meaningful_tests(asserts, entry_point)
+    block, dropped_block = meaningful_tests(block, entry_point)
+    dropped += dropped_block
     if not asserts:
-        return block, []
+        return block, [], dropped
     n_visible = min(3, max(1, math.ceil(len(asserts) / 3)))
-    return asserts[:n_visible], asserts[n_visible:] + block
+    visible, heldout = choose_visible(asserts, n_visible, entry_point)
+    return visible, heldout + block, dropped
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +110,9 @@ def humaneval_tasks() -> tuple[Task, ...]:
         for line in fh:
             row = json.loads(line)
             number = row["task_id"].split("/")[1]
-            visible, heldout = split_humaneval_check(row["test"], row["entry_point"])
+            visible, heldout, dropped = split_humaneval_check(row["test"], row["entry_point"])
+            if not visible:
+                raise TaskLoadError(f"{row['task_id']}: no HumanEval test can fail ({'; '.join(dropped)})")
             description = "Complete the following Python function so that it does what its docstring says."
             tasks.append(
                 Task(
@@ -116,13 +125,28 @@ def humaneval_tasks() -> tuple[Task, ...]:
                     canonical_solution=row["prompt"] + row["canonical_solution"],
                     tags=["humaneval"],
                     source="humaneval",
+                    dropped_tests=dropped,
                 )
             )
     return tuple(tasks)
 
 
+def _vacuous_tests(task: Task) -> list[str]:
+    """Why each test of a user task that no answer can fail is refused (the user can fix their file)."""
+    found = []
+    for side, tests in (("visible", task.visible_tests), ("held-out", task.heldout_tests)):
+        for number, test in enumerate(tests, 1):
+            if reason := vacuous_reason(test, task.entry_point):
+                found.append(f"{side} test {number} {reason}, so no answer can fail it: {test[:120]!r}")
+    return found
+
+
 def jsonl_tasks(path: str | Path) -> list[Task]:
-    """Tasks from a user JSONL file (one Task object per line); all bad lines are reported."""
+    """Tasks from a user JSONL file (one Task object per line); all bad lines are reported.
+
+    A test that no answer can fail (``rhlab.tasks.vacuous``) makes its line bad: a reward that
+    costs nothing would otherwise look like a solved task.
+    """
     path = Path(path)
     if not path.exists():
         raise TaskLoadError(f"task file {path} does not exist")
@@ -155,6 +179,9 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
             continue
         if task.id in seen:
             errors.append(f"{path}:{lineno}: duplicate task id {task.id!r}")
+            continue
+        if vacuous := _vacuous_tests(task):
+            errors.append(f"{path}:{lineno}: task {task.id!r}: " + "; ".join(vacuous))
             continue
         seen.add(task.id)
         tasks.append(task)

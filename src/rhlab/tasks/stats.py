@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rhlab.tasks.formats import GENERATED_FORMATS
 from rhlab.tasks.schema import Task
+from rhlab.tasks.vacuous import vacuous_reason
 
 
 @dataclass
@@ -20,6 +22,11 @@ class TaskStats:
     heldout_tests: list[int] = field(default_factory=list)
     no_heldout: int = 0
     with_canonical: int = 0
+    dropped_tests: int = 0
+    """Tests the loaders left out because no answer can fail them (``Task.dropped_tests``)."""
+    tasks_with_dropped_tests: int = 0
+    vacuous_tests: int = 0
+    """Tests still in the set that no answer can fail (0 unless a source bypassed the loaders' check)."""
 
     def as_dict(self) -> dict:
         def spread(values: list[int]) -> dict:
@@ -32,6 +39,8 @@ class TaskStats:
             "tasks": self.tasks, "by_difficulty": dict(self.by_difficulty), "by_kind": dict(self.by_kind),
             "visible_tests": spread(self.visible_tests), "heldout_tests": spread(self.heldout_tests),
             "no_heldout": self.no_heldout, "with_canonical_solution": self.with_canonical,
+            "dropped_tests": self.dropped_tests, "tasks_with_dropped_tests": self.tasks_with_dropped_tests,
+            "vacuous_tests": self.vacuous_tests,
         }  # fmt: skip
 
 
@@ -46,4 +55,8 @@ def task_stats(tasks: Iterable[Task]) -> TaskStats:
         stats.heldout_tests.append(len(task.heldout_tests))
         stats.no_heldout += not task.heldout_tests
         stats.with_canonical += task.canonical_solution is not None
+        stats.dropped_tests += len(task.dropped_tests)
+        stats.tasks_with_dropped_tests += bool(task.dropped_tests)
+        if task.source not in GENERATED_FORMATS:  # those tests are assert CALL == LITERAL by construction
+            stats.vacuous_tests += sum(vacuous_reason(t, task.entry_point) is not None for t in task.all_tests)
     return stats

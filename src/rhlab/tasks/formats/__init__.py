@@ -30,6 +30,8 @@ FORMATS: dict[str, Converter] = {
     mbpp.NAME: mbpp.convert,
     livecodebench.NAME: livecodebench.convert,
 }
+GENERATED_FORMATS = frozenset({apps.NAME, codecontests.NAME, livecodebench.NAME})
+"""Formats whose tests rhlab writes itself from ``repr``'d data (``assert CALL == LITERAL``, stdin pairs)."""
 
 
 class SourceError(ValueError):
@@ -151,4 +153,7 @@ def rows_or_error(rows, report: LoadReport):
         raise SourceError(f"{report.spec}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
-__all__ = ["FORMATS", "LoadReport", "SourceError", "SourceSpec", "is_format_spec", "load_format", "parse_spec"]
+__all__ = [
+    "FORMATS", "GENERATED_FORMATS", "LoadReport", "SourceError", "SourceSpec", "is_format_spec", "load_format",
+    "parse_spec",
+]  # fmt: skip

@@ -2,7 +2,9 @@
 ``challenge_test_list``.
 
 Tests are already ``assert`` lines calling the function. The first test is visible (a few, when
-there are many), the rest and the challenge tests are held out. The entry point is the function
+there are many), the rest and the challenge tests are held out; tests no answer can fail are
+dropped, and a later test is shown instead when a stub answer would pass the first
+(``rhlab.tasks.vacuous``). The entry point is the function
 of ``code`` the tests call. Setup code (rare; ``test_imports`` in the sanitized split) is
 prepended to each test, which then runs as a statement.
 """
@@ -15,6 +17,7 @@ from rhlab.tasks.formats.common import make_task, original_id, text_field
 from rhlab.tasks.formats.rows import RowError, too_deep
 from rhlab.tasks.schema import Task
 from rhlab.tasks.stdin import ConversionLimits
+from rhlab.tasks.vacuous import choose_visible, meaningful_tests
 
 NAME = "mbpp"
 
@@ -68,9 +71,15 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
     args = ast.unparse(entry.args)
     if setup.strip():
         tests, challenge = [f"{setup.strip()}\n{t}" for t in tests], [f"{setup.strip()}\n{t}" for t in challenge]
-    k = 1 if len(tests) < 6 else 2
-    return make_task(
+    tests, dropped = meaningful_tests(tests, entry.name)
+    challenge, dropped_challenge = meaningful_tests(challenge, entry.name)
+    if not tests:
+        raise RowError(f"no test in test_list can fail ({'; '.join(dropped)[:200]})")
+    public, private = choose_visible(tests, 1 if len(tests) < 6 else 2, entry.name)
+    task = make_task(
         task_id=task_id, entry_point=entry.name, description=text.strip(), signature=f"def {entry.name}({args}):",
-        public=tests[:k], private=tests[k:] + challenge, limits=limits, fmt=NAME, kind="function",
+        public=public, private=private + challenge, limits=limits, fmt=NAME, kind="function",
         canonical=code, difficulty=None, tags=["statement_tests"] if setup.strip() else [], generated=False,
     )  # fmt: skip
+    task.dropped_tests = dropped + dropped_challenge
+    return task
