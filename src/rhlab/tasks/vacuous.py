@@ -135,7 +135,7 @@ _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.
 
 
 def _number(value: object) -> bool:
-    return type(value) in (int, float, bool) and (not isinstance(value, int) or abs(value) < 2**64)
+    return type(value) in (int, float, bool)
 
 
 class _Evaluator:
@@ -161,9 +161,11 @@ class _Evaluator:
             raise _Unknown
         if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
             left, right = self.value(node.left), self.value(node.right)
-            if not (_number(left) and _number(right)):
-                raise _Unknown
-            return _ARITHMETIC[type(node.op)](left, right)
+            if isinstance(node.op, ast.Mult) and not (_number(left) and _number(right)):
+                factor = left if _number(left) else right
+                if not _number(factor) or abs(factor) > 10_000:  # type: ignore[arg-type]
+                    raise _Unknown  # repeating a sequence: keep the host's memory out of the data's reach
+            return _ARITHMETIC[type(node.op)](left, right)  # + - / cannot blow up; a TypeError fails the stub
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             args = [self.value(a) for a in node.args if not isinstance(a, ast.Starred)]
             if len(args) != len(node.args):
