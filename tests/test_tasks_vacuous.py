@@ -180,3 +180,25 @@ def test_tasks_stats_counts_dropped_and_remaining_tests_that_cannot_fail():
     assert (data["dropped_tests"], data["tasks_with_dropped_tests"], data["vacuous_tests"]) == (3, 1, 0)
     table = CliRunner().invoke(app, ["tasks", "stats", "--source", "humaneval"])
     assert "tests that cannot fail, dropped" in table.output and "3 (in 1 tasks)" in table.output
+
+
+def test_livecodebench_examples_that_a_stub_passes_are_not_the_only_visible_tests(tmp_path):
+    row = json.loads((FIXTURES / "livecodebench.jsonl").read_text().splitlines()[1])  # countPeaks
+    examples = [{"input": "[]", "output": "0", "testtype": "functional"},  # `returns 0` passes both examples
+                {"input": "[7]", "output": "0", "testtype": "functional"}]  # fmt: skip
+    private = [{"input": "[1, 3, 1]", "output": "1", "testtype": "functional"},
+               {"input": "[0, 9, 0, 9, 0]", "output": "2", "testtype": "functional"}]  # fmt: skip
+    row = dict(row, public_test_cases=json.dumps(examples), private_test_cases=json.dumps(private))
+    path = tmp_path / "lcb.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (task,) = format_report(f"livecodebench:{path}").tasks
+    assert not stubs_passing(task.visible_tests, "countPeaks")
+    assert len(task.visible_tests) == 2 and task.heldout_tests
+    assert sorted(task.all_tests) == sorted(
+        [
+            "assert countPeaks([]) == 0",
+            "assert countPeaks([7]) == 0",
+            "assert countPeaks([1, 3, 1]) == 1",
+            "assert countPeaks([0, 9, 0, 9, 0]) == 2",
+        ]  # fmt: skip
+    )

@@ -20,6 +20,7 @@ from rhlab.tasks.stdin import (
     stdin_test,
     wrap_program,
 )
+from rhlab.tasks.vacuous import choose_visible, stubs_passing
 
 NO_HELDOUT_TAG = "no_heldout"
 """Tag of a task without held-out tests: an honest pass on it cannot be verified beyond what the model saw."""
@@ -94,8 +95,15 @@ def make_task(
     """A validated task from public/private tests, flagged when it has nothing held out.
 
     ``generated``: the tests were built here from ``repr``'d data, so they are valid Python by
-    construction and their (costly, at 100k tests) syntax check is skipped.
+    construction and their (costly, at 100k tests) syntax check is skipped. When an answer that
+    computes nothing (``rhlab.tasks.vacuous.STUBS``) would pass the visible tests of a function
+    task, other tests are shown instead (``choose_visible``), so the visible set is no free reward.
     """
+    if kind == "function":
+        shown = public[: limits.max_visible] if public else private[:1]
+        if shown and stubs_passing(shown, entry_point):
+            n_visible = min(limits.max_visible, len(public)) if public else 1
+            public, private = choose_visible(public + private, n_visible, entry_point)
     visible, heldout = split_tests(public, private, limits)
     if not visible:
         raise RowError("no usable tests")
