@@ -110,8 +110,8 @@ def test_deep_rows_in_jsonl_are_one_report_each_and_lose_no_other_row(tmp_path):
     assert [t.id for t in report.tasks] == GOOD_MBPP
     assert len(report.skipped) == 2, report.skipped
     assert report.skipped[0].startswith("row 2: test 'assert second_largest(----")
-    assert report.skipped[0].endswith("the test nested too deeply to convert (RecursionError)")
-    assert report.skipped[1] == "row 4: JSON nested too deeply to convert (RecursionError)"
+    assert report.skipped[0].endswith("the test is nested too deeply to convert (RecursionError)")
+    assert report.skipped[1] == "row 4: JSON is nested too deeply to convert (RecursionError)"
 
 
 def test_a_deep_row_in_a_json_array_file_loses_only_that_row(tmp_path):
@@ -120,7 +120,7 @@ def test_a_deep_row_in_a_json_array_file_loses_only_that_row(tmp_path):
     path.write_text("[" + ",\n".join([json.dumps(MBPP_ROWS[0]), deep, json.dumps(MBPP_ROWS[1])]) + "]")
     report = format_report(f"mbpp:{path}")
     assert [t.id for t in report.tasks] == GOOD_MBPP[:2]
-    assert report.skipped == ["row 2: JSON nested too deeply to convert (RecursionError)"]
+    assert report.skipped == ["row 2: JSON is nested too deeply to convert (RecursionError)"]
     assert list(split_json_array('[{"a": "],[{"}, [1, [2]], "x\\"]"]')) == ['{"a": "],[{"}', " [1, [2]]", ' "x\\"]"']
 
 
@@ -142,7 +142,7 @@ def test_a_deep_livecodebench_test_list_is_reported(tmp_path):
     deep = dict(LCB_ROWS[1], question_id="deep", public_test_cases="[" * 100_000 + "]" * 100_000)
     report = format_report(f"livecodebench:{_write_rows(tmp_path / 'lcb.jsonl', [deep, LCB_ROWS[0]])}")
     assert [t.id for t in report.tasks] == ["livecodebench/abc900_a"]
-    assert report.skipped == ["row 1: the row nested too deeply to convert (RecursionError)"]
+    assert report.skipped == ["row 1: the row is nested too deeply to convert (RecursionError)"]
 
 
 def test_a_deep_user_jsonl_line_is_named_in_the_error(tmp_path):
@@ -154,4 +154,20 @@ def test_a_deep_user_jsonl_line_is_named_in_the_error(tmp_path):
     message = str(info.value)
     assert "2 bad line(s)" in message
     assert f"{path}:2: visible_tests: Value error, test 'assert f(---" in message and "nests too deeply" in message
-    assert f"{path}:3: JSON nested too deeply to convert (RecursionError)" in message
+    assert f"{path}:3: JSON is nested too deeply to convert (RecursionError)" in message
+
+
+def test_a_row_that_exhausts_memory_is_one_report(tmp_path, monkeypatch):
+    from rhlab.tasks import formats
+
+    real = formats.FORMATS["mbpp"]
+
+    def convert(row, limits):
+        if row["task_id"] == 9202:
+            raise MemoryError
+        return real(row, limits)
+
+    monkeypatch.setitem(formats.FORMATS, "mbpp", convert)
+    report = format_report(f"mbpp:{_write_rows(tmp_path / 'mbpp.jsonl', MBPP_ROWS[:3])}")
+    assert [t.id for t in report.tasks] == ["mbpp/9201", "mbpp/9203"]
+    assert report.skipped == ["row 2: the row is too large to convert (MemoryError)"]

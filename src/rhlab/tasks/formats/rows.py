@@ -23,8 +23,8 @@ class RowError(ValueError):
 def too_deep(exc: BaseException, what: str) -> str:
     """The reason given for a row whose ``what`` nests too deeply or is too large to convert."""
     if isinstance(exc, RecursionError):
-        return f"{what} nested too deeply to convert (RecursionError)"
-    return f"{what} too large to convert (MemoryError)"
+        return f"{what} is nested too deeply to convert (RecursionError)"
+    return f"{what} is too large to convert (MemoryError)"
 
 
 _ARRAY_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
