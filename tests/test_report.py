@@ -405,3 +405,13 @@ def test_hostile_transcript_is_shown_in_headless_chromium(hostile_experiment):
     opened = _dom(page, f"#kind=training&open={episode['id'].replace('/', '%2F')}")
     detail = re.search(r'<div id="t-detail">(.*?)</div>\s*</section>', opened, re.S).group(1)
     assert "&lt;!-- comment, &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
+def test_a_line_nested_too_deeply_is_skipped_with_a_note(tmp_path):
+    from rhlab.report.html import _jsonl
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"a": 1}\n{"deep": ' + "[" * 100_000 + "]" * 100_000 + '}\n{"b": 2}\n')
+    notes: list[str] = []
+    assert _jsonl(path, notes) == [{"a": 1}, {"b": 2}]
+    assert notes == [f"{path}:2: not a JSON object, skipped in the transcript browser"]

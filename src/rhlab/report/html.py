@@ -67,7 +67,7 @@ def _jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError, MemoryError):  # a deep or huge line costs one line only
             obj = None
         if isinstance(obj, dict):
             out.append(obj)
