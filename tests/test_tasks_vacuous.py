@@ -58,6 +58,8 @@ def test_stub_outcomes_are_predicted_from_literals_only():
     assert stub_outcomes("assert f(0) == False", "f")["returns 0"]  # plain ==: 0 == False
     assert stub_outcomes("assert f(helper(1)) == 2", "f") is None  # an unknown name: nothing predicted
     assert stub_outcomes("assert f(1) == 2 ** 10", "f") is None  # no powers: no host-side blow-up
+    assert stub_outcomes("assert f(1) == ([0] * 1000) * 1000", "f") is None  # nor repeated repetition
+    assert stub_outcomes("assert f('ab' * 3) == 'ab' * 3", "f")["returns its input"]
     assert stubs_passing(["assert f(1) == 1", "assert f(x) == 0"], "f") == set()  # unknown counts as failing
 
 

@@ -162,8 +162,9 @@ class _Evaluator:
         if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
             left, right = self.value(node.left), self.value(node.right)
             if isinstance(node.op, ast.Mult) and not (_number(left) and _number(right)):
-                factor = left if _number(left) else right
-                if not _number(factor) or abs(factor) > 10_000:  # type: ignore[arg-type]
+                factor, sequence = (left, right) if _number(left) else (right, left)
+                size = len(sequence) if isinstance(sequence, str | list | tuple) else None
+                if not _number(factor) or size is None or size * abs(factor) > 100_000:  # type: ignore[arg-type]
                     raise _Unknown  # repeating a sequence: keep the host's memory out of the data's reach
             return _ARITHMETIC[type(node.op)](left, right)  # + - / cannot blow up; a TypeError fails the stub
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
