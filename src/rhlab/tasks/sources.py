@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rhlab.tasks.formats import FORMATS, LoadReport, SourceError, is_format_spec, load_format, parse_spec
 from rhlab.tasks.formats.rows import too_deep
 from rhlab.tasks.schema import Task
-from rhlab.tasks.vacuous import choose_visible, meaningful_tests, vacuous_reason
+from rhlab.tasks.vacuous import choose_visible, meaningful_tests, tree_vacuous_reason, vacuous_reason
 
 HUMANEVAL_PREFIX = "humaneval/"
 
@@ -77,13 +77,19 @@ def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], l
     """
     module = ast.parse(test_src)
     check = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check")
-    asserts, other = [], []
+    asserts, other, dropped = [], [], []
     for stmt in check.body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # a bare string
         if isinstance(stmt, ast.Assert) and not other:
             if _mentions_candidate(stmt):
-                asserts.append(ast.unparse(_RenameCandidate(entry_point).visit(stmt)))
+                renamed = _RenameCandidate(entry_point).visit(stmt)
+                reason = tree_vacuous_reason(renamed, entry_point)
+                text = ast.unparse(renamed)
+                if reason is None:
+                    asserts.append(text)
+                else:
+                    dropped.append(f"{reason}: {text[:200]}")
         else:
             # From the first setup statement on, later asserts may depend on it: keep them together.
             other.append(stmt)
@@ -92,7 +98,6 @@ def split_humaneval_check(test_src: str, entry_point: str) -> tuple[list[str], l
         imports = [ast.unparse(n) for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
         rename = _RenameCandidate(entry_point)
         block = ["\n".join([*imports, *(ast.unparse(rename.visit(s)) for s in other)])]
-    asserts, dropped = meaningful_tests(asserts, entry_point)
     block, dropped_block = meaningful_tests(block, entry_point)
     dropped += dropped_block
     if not asserts:

@@ -18,8 +18,9 @@ set is free reward, so ``choose_visible`` picks visible tests that, together, fa
 from __future__ import annotations
 
 import ast
+import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 SELF_COMPARISON = "compares the entry point's result with itself"
 NO_CALL = "never calls the entry point"
@@ -40,19 +41,17 @@ STUBS: dict[str, Callable[..., object]] = {
 """Answers that compute nothing: a visible test set some of these pass is free reward."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(test: str) -> ast.Module | None:
+    """The test's tree (shared between the checks below, which never modify it), None if it does not parse."""
     try:
         return ast.parse(test)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
-def _calls_entry(tree: ast.AST, entry_point: str) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == entry_point for n in ast.walk(tree))
-
-
 def _same(a: ast.AST, b: ast.AST) -> bool:
-    return ast.dump(a) == ast.dump(b)
+    return type(a) is type(b) and ast.dump(a) == ast.dump(b)
 
 
 _REFLEXIVE = (ast.Eq, ast.Is, ast.LtE, ast.GtE)
@@ -92,11 +91,15 @@ def _always_false(node: ast.expr) -> bool:
 def vacuous_reason(test: str, entry_point: str) -> str | None:
     """Why no answer can fail ``test`` (None when one can, or when the test does not parse)."""
     tree = _parse(test)
-    if tree is None:
-        return None
-    if not _calls_entry(tree, entry_point):
+    return None if tree is None else tree_vacuous_reason(tree, entry_point)
+
+
+def tree_vacuous_reason(tree: ast.AST, entry_point: str) -> str | None:
+    """``vacuous_reason`` of an already parsed test."""
+    nodes = list(ast.walk(tree))
+    if not any(isinstance(n, ast.Name) and n.id == entry_point for n in nodes):
         return NO_CALL
-    asserts = [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    asserts = [n for n in nodes if isinstance(n, ast.Assert)]
     if not asserts or not all(_always_true(a.test) for a in asserts):
         return None
     compares = any(isinstance(a.test, ast.Compare) for a in asserts)
@@ -194,15 +197,15 @@ class _Evaluator:
         raise _Unknown
 
 
-def stub_outcomes(test: str, entry_point: str) -> dict[str, bool] | None:
+def stub_outcomes(test: str, entry_point: str, stubs: Iterable[str] = tuple(STUBS)) -> dict[str, bool] | None:
     """``{stub: passes}`` for a one-assert test of literals and entry-point calls, else None (unknown)."""
     tree = _parse(test)
     if tree is None or len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return None
     outcomes = {}
-    for name, stub in STUBS.items():
+    for name in stubs:
         try:
-            outcomes[name] = bool(_Evaluator(entry_point, stub).value(tree.body[0].test))
+            outcomes[name] = bool(_Evaluator(entry_point, STUBS[name]).value(tree.body[0].test))
         except _Unknown:
             return None
         except (ArithmeticError, TypeError, ValueError, AttributeError, KeyError, IndexError):
@@ -216,8 +219,10 @@ def stubs_passing(tests: Sequence[str], entry_point: str) -> set[str]:
     """The ``STUBS`` predicted to pass every one of ``tests`` (a test that cannot be predicted passes none)."""
     passing = set(STUBS)
     for test in tests:
-        outcomes = stub_outcomes(test, entry_point)
-        passing &= {name for name, ok in outcomes.items() if ok} if outcomes is not None else set()
+        if not passing:
+            break
+        outcomes = stub_outcomes(test, entry_point, sorted(passing))
+        passing = {name for name, ok in outcomes.items() if ok} if outcomes is not None else set()
     return passing
 
 
@@ -254,5 +259,5 @@ def choose_visible(tests: Sequence[str], n_visible: int, entry_point: str) -> tu
 
 __all__ = [
     "ALWAYS_TRUE", "NO_CALL", "SELF_COMPARISON", "STUBS", "choose_visible", "meaningful_tests", "stub_outcomes",
-    "stubs_passing", "vacuous_reason",
+    "stubs_passing", "tree_vacuous_reason", "vacuous_reason",
 ]  # fmt: skip
