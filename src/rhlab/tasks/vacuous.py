@@ -41,7 +41,7 @@ STUBS: dict[str, Callable[..., object]] = {
 """Answers that compute nothing: a visible test set some of these pass is free reward."""
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)  # a test is checked by two functions in a row: parse it once
 def _parse(test: str) -> ast.Module | None:
     """The test's tree (shared between the checks below, which never modify it), None if it does not parse."""
     try:
