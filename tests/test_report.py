@@ -361,6 +361,17 @@ def test_script_json_has_no_markup_and_parses_back_identical():
     assert json.loads(text) == data
 
 
+def test_script_json_is_strict_json_even_with_non_finite_numbers():
+    from rhlab.report.html import _script_json
+
+    def refuse(token):
+        raise ValueError(f"JSON.parse would refuse {token}")
+
+    data = {"score": float("nan"), "hi": float("inf"), "lo": float("-inf"), "text": 'NaN "Infinity" -Infinity\\'}
+    back = json.loads(_script_json(data), parse_constant=refuse)
+    assert back == {"score": None, "hi": None, "lo": None, "text": data["text"]}
+
+
 @pytest.fixture(scope="module")
 def hostile_experiment(tmp_path_factory):
     """The synthetic experiment plus one hacking episode whose every text field is hostile markup."""

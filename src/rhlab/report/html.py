@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -214,9 +215,18 @@ JavaScript parsers read as line breaks, written as JSON ``\\uXXXX`` escapes. Out
 none of them, so the escaped text is still JSON and parses back to the same data."""
 
 
+_NON_FINITE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN')
+
+
 def _script_json(data: Any) -> str:
-    """JSON safe to place inside a <script> element: no transcript text can close or comment it out."""
-    return json.dumps(data, ensure_ascii=False, sort_keys=True).translate(_SCRIPT_UNSAFE)
+    """JSON safe to place inside a <script> element: no transcript text can close or comment it out.
+
+    Non-finite numbers (``NaN``, ``Infinity``: Python writes them, ``JSON.parse`` refuses them and
+    would leave the browser empty) become ``null``; strings pass through untouched.
+    """
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    text = _NON_FINITE.sub(lambda m: m.group() if m.group().startswith('"') else "null", text)
+    return text.translate(_SCRIPT_UNSAFE)
 
 
 def _text(path: Path) -> str | None:
