@@ -1,0 +1,1 @@
+"""Bridges between rhlab and other evaluation frameworks (each an optional extra)."""
