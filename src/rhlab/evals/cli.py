@@ -95,9 +95,15 @@ def eval_command(
     system_prompt: str = typer.Option("", "--system-prompt", help="System prompt for the policy (e.g. a persona)."),
     reasoning: bool = typer.Option(True, "--reasoning/--no-reasoning", help="Ask for private <thinking>."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
+    inspect_log: Path | None = typer.Option(
+        None, "--inspect-log", help="Also write Inspect eval logs here (rhlab[inspect]; `inspect view` opens them)."
+    ),
 ) -> None:
     """Run misalignment evals on a model and write results and transcripts (docs/run-directory.md)."""
     from rhlab.evals.runner import run_evals
+
+    if inspect_log is not None:
+        _require_inspect()
 
     try:
         config = _config(
@@ -121,6 +127,20 @@ def eval_command(
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(summary(results))
     typer.echo(_wrote(out))
+    if inspect_log is not None:
+        from rhlab.interop.inspect.logs import write_inspect_logs
+        from rhlab.rundir import EvalDir
+
+        for path in write_inspect_logs(inspect_log, results, EvalDir(out).read_transcripts()):
+            typer.echo(f"wrote Inspect log {path}")
+
+
+def _require_inspect() -> None:
+    """Fail before any generation when the Inspect extra is missing."""
+    try:
+        import inspect_ai  # noqa: F401
+    except ImportError:
+        raise typer.BadParameter('--inspect-log needs Inspect AI: pip install "rhlab[inspect]"') from None
 
 
 @judge_app.command("validate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -236,8 +237,16 @@ def _text(path: Path) -> str | None:
 # --- the report ------------------------------------------------------------------------------------
 
 
-def render_html(numbers: dict[str, Any], experiment_dir: Path, figures: dict[str, Path]) -> str:
-    """The report page as one string (see ``build_report`` for the files)."""
+def render_html(
+    numbers: dict[str, Any],
+    experiment_dir: Path,
+    figures: dict[str, Path],
+    inspect_tables: list[dict[str, Any]] | None = None,
+) -> str:
+    """The report page as one string (see ``build_report`` for the files).
+
+    ``inspect_tables`` are Inspect logs' score tables (``rhlab.interop.inspect.logs.score_table``).
+    """
     exp = ExperimentDir(experiment_dir)
     rows, browser_notes = transcript_rows(numbers, exp.path)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -256,13 +265,23 @@ def render_html(numbers: dict[str, Any], experiment_dir: Path, figures: dict[str
         css=Markup((_TEMPLATES / "report.css").read_text()),
         js=Markup((_TEMPLATES / "report.js").read_text()),
         data=Markup(_script_json(rows)),
+        inspect_tables=inspect_tables or [],
     )
 
 
-def build_report(experiment_dir: Path) -> Path:
-    """Recompute the numbers, draw the figures, write the report; returns ``report/report.html``."""
+def build_report(experiment_dir: Path, inspect_logs: Sequence[Path] = ()) -> Path:
+    """Recompute the numbers, draw the figures, write the report; returns ``report/report.html``.
+
+    ``inspect_logs``: Inspect eval logs (e.g. a task run on a checkpoint) whose scores the report
+    shows in a table, re-read from the log files each time (needs ``rhlab[inspect]``).
+    """
     exp = ExperimentDir(experiment_dir)
+    tables = []
+    if inspect_logs:
+        from rhlab.interop.inspect.logs import score_table
+
+        tables = [score_table(path) for path in inspect_logs]
     numbers = compute_numbers(exp.path)
     atomic_write_text(exp.numbers, json.dumps(numbers, indent=2, sort_keys=True) + "\n")
     figures = render_figures(numbers, exp.figures)
-    return atomic_write_text(exp.report_html, render_html(numbers, exp.path, figures))
+    return atomic_write_text(exp.report_html, render_html(numbers, exp.path, figures, tables))
