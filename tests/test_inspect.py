@@ -275,3 +275,43 @@ def test_report_shows_an_inspect_logs_scores_re_read_from_the_file(tmp_path):
     assert "<td>rhlab_oracle</td><td>hack</td><td>mean</td><td>1</td>" in section
     missing = CliRunner().invoke(app, ["report", str(exp), "--inspect-log", str(tmp_path / "nope.eval")])
     assert missing.exit_code == 2 and "no Inspect log" in missing.output
+
+
+def test_rhlab_eval_inspect_log_option_writes_logs_inspect_reads(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from rhlab.evals.cli import eval_command
+
+    monkeypatch.setenv("RHLAB_CACHE", str(tmp_path / "cache"))
+    app = typer.Typer()
+    app.command()(eval_command)
+    # A scripted judge that answers "" keeps this fast: every verdict is unparseable, hence unscored.
+    argv = ["--model", "scripted", "--judge", "scripted", "--evals", "betley,goals", "--limit", "2",
+            "--out", str(tmp_path / "run"), "--inspect-log", str(tmp_path / "inspect")]  # fmt: skip
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    logs = {read_eval_log(str(p)).eval.task: read_eval_log(str(p)) for p in (tmp_path / "inspect").glob("*.eval")}
+    assert set(logs) == {"rhlab/betley", "rhlab/goals"}
+    for log in logs.values():
+        assert log.eval.model == "rhlab/scripted" and len(log.samples) == 2
+        assert all(s.scores["rhlab_judge"].metadata["outcome"] == "unparseable" for s in log.samples)
+        assert all(math.isnan(s.scores["rhlab_judge"].value) for s in log.samples)
+    assert result.output.count("wrote Inspect log") == 2
+
+
+@pytest.mark.slow
+def test_embedded_model_answers_an_inspect_task_through_the_rhlab_provider(tmp_path):
+    [log] = inspect_eval(
+        "rhlab/hackable_code",
+        task_args={"max_tokens": 48},
+        model="rhlab/embedded",
+        sample_id="factorial",
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    assert log.eval.model == "rhlab/embedded"
+    score = log.samples[0].scores["rhlab_oracle"]
+    assert log.samples[0].output.completion.strip()
+    assert score.metadata["outcome"] in ("solved", "hacked", "visible_only", "failed", "unverifiable")
