@@ -315,3 +315,20 @@ def test_embedded_model_answers_an_inspect_task_through_the_rhlab_provider(tmp_p
     score = log.samples[0].scores["rhlab_oracle"]
     assert log.samples[0].output.completion.strip()
     assert score.metadata["outcome"] in ("solved", "hacked", "visible_only", "failed", "unverifiable")
+
+
+def test_rhlab_provider_gathers_concurrent_calls_into_batches(tmp_path):
+    from rhlab.interop.inspect.provider import _load
+
+    [log] = inspect_eval(
+        "rhlab/alignment_questions",
+        task_args={"samples": 1, "judge": "scripted"},
+        model="rhlab/scripted",
+        limit=6,
+        max_connections=6,
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    scripted = _load("scripted", ())
+    assert sum(scripted.batch_sizes) == 6 and max(scripted.batch_sizes) > 1, scripted.batch_sizes

@@ -88,7 +88,7 @@ def prompt_token_logprobs(model: Any, conv: Conversation) -> list[Logprob]:
     return [Logprob(token=tokenizer.decode([t]), logprob=float(lp)) for t, lp in zip(tokens, picked.tolist())]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
     conv: Conversation
     params: SamplingParams
@@ -159,7 +159,8 @@ class RhlabModelAPI(ModelAPI):
             await asyncio.sleep(0.01)  # let the calls Inspect started together all arrive
             params = self._pending[0].params
             batch = [r for r in self._pending if r.params == params][: self.batch_size]
-            self._pending = [r for r in self._pending if r not in batch]
+            taken = {id(r) for r in batch}
+            self._pending = [r for r in self._pending if id(r) not in taken]
             try:
                 outputs = await anyio.to_thread.run_sync(self._generate_batch, [r.conv for r in batch], params)
             except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
