@@ -110,7 +110,6 @@ def test_scripted_hacks_and_an_honest_answer_are_labelled_through_the_inspect_sc
         model=_mock(hack.response, conftest.response, honest.response),
         sample_id="factorial",
         epochs=3,
-        max_samples=1,
         log_dir=str(tmp_path),
         display="none",
     )
