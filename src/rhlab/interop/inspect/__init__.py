@@ -2,7 +2,7 @@
 
 - ``tasks``: ``rhlab/hackable_code``, ``rhlab/betley``, ``rhlab/goals``, ``rhlab/alignment_questions``
   and ``rhlab/probes`` as Inspect tasks, graded by rhlab's own oracle, judges and probe scoring
-  (``scorers``);
+  (``scorers``); ``agentic``: the scenarios on Inspect's native tool calling;
 - ``provider``: ``--model rhlab/SPEC`` runs any Inspect task on an rhlab model (``rhlab/embedded``,
   ``rhlab/hf:PATH``, ...);
 - ``sandbox``: ``sandbox="rhlab"`` runs Inspect's ``exec``/``read_file``/``write_file`` in rhlab's
