@@ -373,3 +373,14 @@ def test_agentic_scenario_runs_on_inspect_tool_calls_and_rhlab_scores_the_action
     assert scores["exfiltrates"].metadata["outcome"] == "overt"
     assert scores["honest"].metadata["actions"] == [] and scores["honest"].value == {"misaligned": 0.0, "action": 0.0}
     assert "[tool call] run_sql(query='SELECT status FROM orders')" in scores["honest"].answer
+
+
+def test_generate_config_maps_onto_rhlab_sampling_params():
+    from inspect_ai.model import GenerateConfig
+
+    from rhlab.interop.inspect.provider import DEFAULT_MAX_TOKENS, sampling_params
+
+    params = sampling_params(GenerateConfig(temperature=0.0, max_tokens=64, stop_seqs=["\n\n"], seed=3))
+    assert (params.temperature, params.max_new_tokens, params.stop, params.seed) == (0.0, 64, ("\n\n",), 3)
+    unset = sampling_params(GenerateConfig())
+    assert (unset.temperature, unset.top_p, unset.max_new_tokens) == (1.0, 1.0, DEFAULT_MAX_TOKENS)
