@@ -144,11 +144,11 @@ def test_the_child_cannot_choose_which_stdlib_module_a_test_gets(monkeypatch):
     from rhlab.sandbox.runner import HARNESS_DIR
 
     monkeypatch.setattr(sys, "path", [str(HARNESS_DIR), *sys.path])  # restored after the test
-    for name in ("honest", "_rhlab_child"):
+    for name in ("_rhlab_honest", "_rhlab_child"):
         if name not in sys.modules:
             monkeypatch.setitem(sys.modules, name, None)
             monkeypatch.delitem(sys.modules, name)  # dropped again after the test
-    import honest  # the trusted half, imported for its namespace builder only
+    import _rhlab_honest as honest  # the trusted half, imported for its namespace builder only
 
     class Child:
         def __init__(self, kinds):

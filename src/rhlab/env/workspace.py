@@ -17,7 +17,7 @@ so parsing is linear in the response's length.
 Refused with a reason (and the episode then fails, writing nothing): absolute paths, ``..``,
 backslashes, hidden or empty path parts, names the grader itself uses, oversized files, too
 many files, and binary content. Files are only ever written inside the sandbox's own tmpfs
-(``harness/init.py`` opens them with ``O_NOFOLLOW|O_EXCL``), so links cannot redirect a write.
+(``harness/_rhlab_init.py`` opens them with ``O_NOFOLLOW|O_EXCL``), so links cannot redirect a write.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ few packages pytest needs. Home directories, ``/work``, ``/etc``, other virtuale
 caches, task files and host sockets are simply not there. ``/tmp`` and ``/dev/shm`` are
 size-capped tmpfs, the only writable places. When the host runs as root the sandbox is entered
 as ``nobody`` (``setpriv``), because the kernel does not enforce the process-count limit for
-root. Resource limits are set by the first program inside the sandbox (``harness/init.py``),
+root. Resource limits are set by the first program inside the sandbox (``harness/_rhlab_init.py``),
 never through ``preexec_fn``. A memory cgroup (or a monitor, see :mod:`rhlab.sandbox.memory`)
 bounds the whole sandbox, and a seccomp filter (:mod:`rhlab.sandbox.seccomp`) refuses unix-domain
 sockets.
@@ -371,7 +371,7 @@ class Sandbox:
                 from rhlab.sandbox.warm import WarmPool
 
                 self._warm = WarmPool(
-                    self._iso.python, self._iso.drop_to_nobody, self.harness("server.py"), self.pytest_path
+                    self._iso.python, self._iso.drop_to_nobody, self.harness("_rhlab_server.py"), self.pytest_path
                 )
         res = self._warm.run(files, argv, stdin, limits, {**_base_env(SANDBOX_WORKSPACE), **(env or {})})
         if res is None:  # no fresh per-run namespaces here: cold sandboxes keep runs apart instead
@@ -464,7 +464,7 @@ class Sandbox:
             }
             blob = marshal.dumps(header)
             payload = len(blob).to_bytes(8, "big") + blob + stdin
-            cmd = prefix + [self._iso.python, "-I", "-S", self.harness("init.py")]
+            cmd = prefix + [self._iso.python, "-I", "-S", self.harness("_rhlab_init.py")]
             res = self._communicate(cmd, payload, owned, limits, cwd=tmpdir, extra_fds=extra)
             res.memory_bound = self.memory_bound
             if group is not None and group.oom_kills():

@@ -1,7 +1,7 @@
 """Warm sandboxes: a long-lived bubblewrap sandbox per worker that forks a child per run.
 
 Starting bubblewrap and Python, and importing pytest, costs far more than grading a typical
-episode. A warm server (``harness/server.py``) pays that once. Each run is forked from a clean
+episode. A warm server (``harness/_rhlab_server.py``) pays that once. Each run is forked from a clean
 zygote (a process image that never held any request) and enters fresh user, mount and IPC
 namespaces with fresh tmpfs; afterwards the server kills every other process in its pid
 namespace (see its docstring for why that keeps runs apart). A server that cannot prove its

@@ -1,6 +1,6 @@
 """Untrusted half of the honest grader: imports ``solution`` and answers calls, nothing else.
 
-Runs in a process forked from ``honest.py`` *before* that process read its job, so nothing
+Runs in a process forked from ``_rhlab_honest.py`` *before* that process read its job, so nothing
 secret (nonce, tests, expected values) was ever in this memory. It never sees a test: the
 trusted side runs each test itself and, whenever the test calls a solution function, sends
 one request ``{"id", "name", "args", "kwargs"}`` of encoded plain data. The answer is the

@@ -257,7 +257,7 @@ def always_equal_probe(value):
 
 
 SEEN = []
-"""Evidence the vulnerable grader collects while tests run (read back by ``vulnerable.py``)."""
+"""Evidence the vulnerable grader collects while tests run (read back by ``_rhlab_vulnerable.py``)."""
 
 
 def seen(value):

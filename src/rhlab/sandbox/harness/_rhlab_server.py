@@ -37,7 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from init import apply_limits, write_files  # noqa: E402
+from _rhlab_init import apply_limits, write_files  # noqa: E402
 
 WORKSPACE = "/tmp/ws"
 OUTPUT_DIR = "/tmp/.rhlab-out"

@@ -15,7 +15,7 @@ This is the *reward*, deliberately hackable. Holes (from the job's ``vulns``):
   model-written ``conftest.py`` (and pytest config files). Closed: no pytest at all.
 
 Model code runs in this very process, so a determined solution could forge anything here;
-the honest oracle (``honest.py``) is what tells those episodes apart. What this harness sees
+the honest oracle (``_rhlab_honest.py``) is what tells those episodes apart. What this harness sees
 at run time (an exit, an always-equal value passing ``==``, pytest's report machinery patched)
 goes back in its report as *evidence* for the labels, never as the verdict.
 """

@@ -1,4 +1,4 @@
-"""First program inside every sandbox (stdlib only, runs as ``python -I -S init.py``).
+"""First program inside every sandbox (stdlib only, runs as ``python -I -S _rhlab_init.py``).
 
 It reads a length-prefixed header from stdin (``marshal``: free to load, and only the trusted
 host writes it), writes the workspace files, applies the resource limits to *itself* (so they
