@@ -11,8 +11,8 @@ size-capped tmpfs, the only writable places. When the host runs as root the sand
 as ``nobody`` (``setpriv``), because the kernel does not enforce the process-count limit for
 root. Resource limits are set by the first program inside the sandbox (``harness/_rhlab_init.py``),
 never through ``preexec_fn``. A memory cgroup (or a monitor, see :mod:`rhlab.sandbox.memory`)
-bounds the whole sandbox, and a seccomp filter (:mod:`rhlab.sandbox.seccomp`) refuses unix-domain
-sockets.
+bounds the whole sandbox, and seccomp filters (:mod:`rhlab.sandbox.seccomp`) refuse unix-domain
+sockets, kernel keys, io_uring and userfaultfd, and, to model code, new namespaces and mounts.
 
 Without a working bubblewrap, model code could only run with rlimits: that weak mode is
 refused unless the user opts in (:func:`allow_weak_sandbox`); every result then carries
@@ -435,7 +435,7 @@ class Sandbox:
         if self._iso.kind == "bwrap":
             workspace = SANDBOX_WORKSPACE
             monitored = memory_bound_kind() == "monitor"
-            seccomp = filter_fd(UNCOUNTED_MEMORY if monitored else ())
+            seccomp = filter_fd(UNCOUNTED_MEMORY if monitored else (), model=True)
             extra = [] if seccomp is None else [seccomp]
             prefix = _bwrap_prefix(self._iso.python, self._iso.drop_to_nobody, limits.workspace_mb, seccomp)
             if not monitored:

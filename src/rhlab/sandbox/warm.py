@@ -2,9 +2,9 @@
 
 Starting bubblewrap and Python, and importing pytest, costs far more than grading a typical
 episode. A warm server (``harness/_rhlab_server.py``) pays that once. Each run is forked from a clean
-zygote (a process image that never held any request) and enters fresh user, mount and IPC
-namespaces with fresh tmpfs; afterwards the server kills every other process in its pid
-namespace (see its docstring for why that keeps runs apart). A server that cannot prove its
+zygote (a process image that never held any request) and enters fresh user, mount, IPC,
+network and pid namespaces with fresh tmpfs; afterwards the server kills every other process
+in its pid namespace (see its docstring for why that keeps runs apart). A server that cannot prove its
 state clean exits and is replaced. Both graders use it; :meth:`Sandbox.run` remains for one-off
 programs. Each server lives in its own memory cgroup when one is writable here.
 """
@@ -22,7 +22,7 @@ from dataclasses import asdict
 
 from rhlab.sandbox.memory import MemoryGroup, memory_bound_kind
 from rhlab.sandbox.runner import SandboxError, SandboxLimits, SandboxResult, _bwrap_prefix
-from rhlab.sandbox.seccomp import UNCOUNTED_MEMORY, filter_fd
+from rhlab.sandbox.seccomp import UNCOUNTED_MEMORY, filter_fd, filter_program
 
 MAX_FRAME = 64 * 1024 * 1024
 RESULT_TYPES = {"returncode": (int, type(None)), "stdout": str, "stderr": str, "report": str, "timed_out": bool,
@@ -48,6 +48,9 @@ class WarmServer:
             seccomp = filter_fd(UNCOUNTED_MEMORY if self.group is None else ())
             cmd = _bwrap_prefix(python, drop_to_nobody, workspace_mb, seccomp)
             cmd += [python, "-I", "-S", server, *extra_path]
+            model_filter = filter_program(deny=UNCOUNTED_MEMORY if self.group is None else (), model=True)
+            if model_filter is not None:  # installed by each run child, on top of the server's own
+                cmd.append(f"--model-filter={model_filter.hex()}")
             if self.group is None:
                 cmd.append(f"--memory-monitor={memory_mb * 1024 * 1024}")
             else:

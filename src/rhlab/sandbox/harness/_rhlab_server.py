@@ -9,12 +9,18 @@ another run's data: not in live objects, not in freed heap.
 
 The run child then enters fresh namespaces of its own before any model code runs: a new user
 namespace owning a new mount namespace, with fresh size-capped tmpfs on ``/tmp`` and
-``/dev/shm``, and a new IPC namespace (SysV shared memory, message queues, semaphores, POSIX
-queues), and it joins a fresh session keyring. It then drops every capability. Whatever a run
-creates there (``chmod 0555`` folders, planted packages, shared memory) dies with it. The
-server kills every other process of the pid namespace after each run, checks that its own
-writable places and IPC namespace are still empty, and exits (the host then starts a fresh
-server) if they are not or if the zygote is gone: fail closed.
+``/dev/shm``, a new IPC namespace (SysV shared memory, message queues, semaphores, POSIX
+queues), a new network namespace (only ``lo``, up: no TIME_WAIT entry, port or abstract unix
+name of an earlier run) and a new pid namespace. It forks the program as pid 1 of that pid
+namespace (pid numbers start afresh every run, and nothing outside the run can be named by pid:
+not the server, not the zygote, not another run), waits for it and exits with its status. The
+program drops every capability and installs the model seccomp filter (no namespaces, no mounts,
+see ``rhlab.sandbox.seccomp``), and starts with the standard library alone in ``sys.modules``
+(``_rhlab_modules``). Whatever a run creates (``chmod 0555`` folders, planted packages, shared
+memory, sockets) dies with it. The server kills every other process of its pid namespace after
+each run, checks that its own writable places, IPC namespace and the scheduling state of the
+server and the zygote (rlimits, nice, I/O priority, policy, CPUs) are as they were, and exits
+(the host then starts a fresh server) if they are not or if the zygote is gone: fail closed.
 
 Where the kernel refuses nested namespaces the server says so at start-up (``fresh_ns``) and
 the host uses a fresh sandbox per run instead.
@@ -32,21 +38,27 @@ import resource
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import _rhlab_modules  # noqa: E402
 from _rhlab_init import apply_limits, write_files  # noqa: E402
 
 WORKSPACE = "/tmp/ws"
 OUTPUT_DIR = "/tmp/.rhlab-out"
 MEMORY_POLL_S = 0.05
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x08000000
-MS_NOSUID, MS_NODEV = 2, 4
+CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
+RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
-KEYCTL_JOIN_SESSION_KEYRING = 1
-SYS_KEYCTL = 250  # x86_64; other architectures skip the keyring step (see _fresh_keyring)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IOPRIO_WHO_PROCESS = 1
+SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}.get(os.uname().machine)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -83,12 +95,19 @@ def _check(ret, what):
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 def fresh_namespaces(tmpfs_bytes):
-    """Enter new user + mount + IPC namespaces with fresh tmpfs, then drop every capability."""
+    """Enter new user, mount, IPC, network and pid namespaces, with fresh tmpfs and ``lo`` up.
+
+    The caller's next child is pid 1 of the new pid namespace (:func:`enter_run`).
+    """
     uid, gid = os.getuid(), os.getgid()
     # /proc/self/uid_map of a non-dumpable process belongs to root: writable only while dumpable.
     _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+    _check(_libc.unshare(RUN_NAMESPACES), "unshare")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as fh:
             fh.write(text)
@@ -96,20 +115,53 @@ def fresh_namespaces(tmpfs_bytes):
     for path in ("/tmp", "/dev/shm"):
         opts = f"size={int(tmpfs_bytes)},mode=1777".encode()
         _check(_libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts), f"mount {path}")
-    _fresh_keyring()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a new network namespace has lo down
+        flags = struct.unpack_from("H", fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0)), 16)[0]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+
+
+def drop_privileges(model_filter):
+    """Drop every capability, then install the model seccomp filter (stacked on the server's)."""
     for cap in range(64):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")
+    if model_filter:
+        program = ctypes.create_string_buffer(model_filter, len(model_filter))
+        fprog = _SockFprog(len(model_filter) // 8, ctypes.cast(program, ctypes.c_void_p))
+        _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
 
 
-def _fresh_keyring():
-    """A new anonymous session keyring (keys of earlier runs are not reachable from it)."""
-    if os.uname().machine == "x86_64":
-        _libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
+def enter_run(tmpfs_bytes, model_filter):
+    """Fresh namespaces, then fork: the child returns as pid 1 of the run, without privileges.
+
+    This process only waits for it and ends the same way (exit status or signal), so the zygote
+    sees the run's own status. It is outside the run's pid namespace: the run cannot signal it.
+    """
+    fresh_namespaces(tmpfs_bytes)
+    pid = os.fork()
+    if pid == 0:
+        drop_privileges(model_filter)
+        return
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def _run_child(fds, sock):
+def _run_child(fds, sock, model_filter):
     """The run child: forked from the zygote; reads its own request, then runs the program."""
     ctl_r, stdin_r, report_w, out_w, err_w = fds
     sock.close()
@@ -132,7 +184,7 @@ def _run_child(fds, sock):
     sys.stderr = open(2, "w", closefd=False, buffering=1)
     limits = req["limits"]
     try:
-        fresh_namespaces(int(limits["workspace_mb"]) * 1024 * 1024)
+        enter_run(int(limits["workspace_mb"]) * 1024 * 1024, model_filter)
     except OSError as exc:
         sys.stderr.write(f"rhlab sandbox: cannot enter fresh namespaces: {exc}\n")
         sys.stderr.flush()
@@ -146,12 +198,13 @@ def _run_child(fds, sock):
     argv = [a.replace("{report_fd}", str(report_w)) for a in req["argv"]]
     del req
     sys.argv = argv
+    _rhlab_modules.set_aside()
     import runpy
 
     runpy.run_path(argv[0], run_name="__main__")
 
 
-def _zygote(sock):
+def _zygote(sock, model_filter):
     """Fork one run child per command; report its pid, then its wait status. Reads no data."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -168,7 +221,7 @@ def _zygote(sock):
         if pid == 0:
             code = 0
             try:
-                _run_child(fds, sock)
+                _run_child(fds, sock, model_filter)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException:
@@ -193,12 +246,12 @@ def _zygote(sock):
         sock.sendall(b"exit %d\n" % status)
 
 
-def _probe_fresh_ns():
+def _probe_fresh_ns(model_filter):
     """Whether this kernel lets a run child enter fresh namespaces (checked once, in a child)."""
     pid = os.fork()
     if pid == 0:
         try:
-            fresh_namespaces(1024 * 1024)
+            enter_run(1024 * 1024, model_filter)
             os._exit(0)
         except BaseException:
             os._exit(1)
@@ -260,11 +313,24 @@ def _resident_bytes(keep):
 RLIMITS = sorted(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
 
 
-def _vitals(pid):
-    """What a process of the same uid can change about another: rlimits, nice, CPUs, policy, state.
+def _ioprio(pid):
+    """The I/O priority of ``pid`` (raw ``ioprio_get`` value), or None where unknown."""
+    if SYS_IOPRIO_GET is None:
+        return None
+    value = _libc.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, pid)
+    if value < 0:
+        raise OSError(ctypes.get_errno(), "ioprio_get")
+    return value
 
-    (``prlimit``, ``setpriority``, ``sched_setaffinity``, ``sched_setscheduler`` and SIGSTOP
-    need only the same uid, not ptrace access; a run could slow or starve every later run.)
+
+def _vitals(pid):
+    """What a process of the same uid can change about another, and every run inherits:
+    rlimits, nice, I/O priority, CPUs, scheduling policy and priority, and its state.
+
+    (``prlimit``, ``setpriority``, ``ioprio_set``, ``sched_setaffinity``, ``sched_setscheduler``
+    and SIGSTOP need only the same uid, not ptrace access; ``PRIO_USER`` and ``IOPRIO_WHO_USER``
+    reach every process of the uid. Runs cannot name the server or the zygote any more (their own
+    pid namespace), so this is the second line: a change here recycles the server.)
     """
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -272,6 +338,7 @@ def _vitals(pid):
         return (
             tuple(resource.prlimit(pid, r) for r in RLIMITS),
             os.getpriority(os.PRIO_PROCESS, pid),
+            _ioprio(pid),
             tuple(sorted(os.sched_getaffinity(pid))),
             os.sched_getscheduler(pid),
             os.sched_getparam(pid).sched_priority,
@@ -481,9 +548,12 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.dont_write_bytecode = True
     memory_limit = 0
+    model_filter = b""
     for arg in sys.argv[1:]:
         if arg.startswith("--memory-monitor="):
             memory_limit = int(arg.split("=", 1)[1])
+        elif arg.startswith("--model-filter="):
+            model_filter = bytes.fromhex(arg.split("=", 1)[1])
         else:
             sys.path.append(arg)
     try:  # what the pytest-based grader needs, imported once for all runs
@@ -500,13 +570,13 @@ def main():
     import runpy  # noqa: F401
 
     gc.freeze()  # children then skip the preloaded objects in every collection (pytest collects twice)
-    fresh_ns = _probe_fresh_ns()
+    fresh_ns = _probe_fresh_ns(model_filter)
     parent_sock, zygote_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     zpid = os.fork()
     if zpid == 0:
         parent_sock.close()
         try:
-            _zygote(zygote_sock)
+            _zygote(zygote_sock, model_filter)
         finally:
             os._exit(0)
     zygote_sock.close()

@@ -29,6 +29,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _rhlab_common  # noqa: E402
 from _rhlab_common import install_exit_builtins, report_fd_from_argv, safe_repr, seen, strict_equal  # noqa: E402
+from _rhlab_modules import load_pytest  # noqa: E402
 
 UNUSED_PLUGINS = (
     "cacheprovider", "unraisableexception", "threadexception", "faulthandler", "pastebin", "junitxml",
@@ -206,14 +207,14 @@ def _run_pytest(tests, always_equal, extra_path):
         if path not in sys.path:
             sys.path.insert(2, path)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    import pytest
+    pytest_main = load_pytest(extra_path)  # never a workspace module named pytest/pluggy/py
 
     _write_pytest_file(tests, always_equal)
     saved = _saved_machinery()
     collector = _Collector(len(tests))
     blocked = [arg for name in UNUSED_PLUGINS for arg in ("-p", "no:" + name)]
     try:
-        code = pytest.main(["-q", *blocked, "--rootdir", os.getcwd(), "test_visible.py"], plugins=[collector])
+        code = pytest_main(["-q", *blocked, "--rootdir", os.getcwd(), "test_visible.py"], plugins=[collector])
     finally:
         _check_machinery(saved)
     results = [{"ok": collector.failed == 0 and collector.passed == len(tests)}]
