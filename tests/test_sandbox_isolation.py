@@ -9,6 +9,7 @@ just a broken probe.
 
 from __future__ import annotations
 
+import ast
 import os
 import secrets
 import shutil
@@ -290,14 +291,17 @@ PROBE_EVERYTHING = textwrap.dedent(
 
 
 def test_a_run_leaves_nothing_for_the_next_run_on_the_same_server(sandbox):
+    sandbox.run_warm({"w.py": "pass"}, ["/tmp/ws/w.py"])
+    servers = [s.proc.pid for _, s in sandbox._warm._idle]
     first = sandbox.run_warm({"plant.py": PLANT_EVERYTHING}, ["/tmp/ws/plant.py"])
     assert "PLANTED" in first.stdout, first.stdout + first.stderr
     shmid = first.stdout.split()[1]
     assert shmid != "-1", "the plant must really have created the shared memory"
     second = sandbox.run_warm({"probe.py": PROBE_EVERYTHING}, ["/tmp/ws/probe.py"])
     assert "LEFT []" in second.stdout, second.stdout + second.stderr
-    # the same warm server (same zygote) ran both: fresh state, not a restarted server
-    assert first.stdout.split("zygote")[1].split()[0] == second.stdout.split("zygote")[1].split()[0]
+    # the same warm server ran both: fresh state, not a restarted server
+    assert first.stdout.split("zygote")[1].split()[0] == second.stdout.split("zygote")[1].split()[0] == "0"
+    assert [s.proc.pid for _, s in sandbox._warm._idle] == servers
 
 
 def test_the_probe_sees_what_a_run_leaves_for_itself(sandbox):
@@ -358,6 +362,15 @@ REACH_THE_TRUSTED = textwrap.dedent(
     libc.prctl(4, 1, 0, 0, 0)  # dumpable: the run may do what it likes with itself
     uid, zygote = os.getuid(), os.getppid()
     got = []
+    # Every process this run can name: its own pid namespace holds only itself.
+    named = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+    for pid in range(1, 200):
+        try:
+            os.kill(pid, 0)
+            named.add(pid)
+        except OSError:
+            pass
+    got += ["named %d" % pid for pid in sorted(named - {os.getpid()})]
     if libc.unshare(0x10000000 | 0x20000) == 0:  # a user+mount namespace of its own, root in it
         open("/proc/self/setgroups", "w").write("deny")
         open("/proc/self/uid_map", "w").write("0 %d 1" % uid)
@@ -366,7 +379,7 @@ REACH_THE_TRUSTED = textwrap.dedent(
                 got.append("umount " + path.decode())
     else:
         got.append("no nested namespace to attack from")
-    for pid in (1, zygote):
+    for pid in sorted(({1, zygote} | named) - {os.getpid(), 0}):
         if libc.ptrace(16, pid, 0, 0) == 0:
             got.append("ptrace %d" % pid)
         for what in ("fd/0", "fd/1", "mem", "environ", "root/tmp"):
@@ -385,7 +398,7 @@ REACH_THE_TRUSTED = textwrap.dedent(
 def test_the_server_and_zygote_cannot_be_reached_from_a_run(sandbox):
     res = sandbox.run_warm({"r.py": REACH_THE_TRUSTED}, ["/tmp/ws/r.py"])
     assert "GOT [] zygote" in res.stdout, res.stdout + res.stderr
-    assert res.stdout.split("zygote")[1].split()[0] != "1"  # the run's parent is the zygote, not the server
+    assert res.stdout.split("zygote")[1].split()[0] == "0"  # its parent is outside its pid namespace
 
 
 def test_killing_the_zygote_or_the_server_fails_closed():
@@ -631,9 +644,20 @@ VITALS = (
 )
 SLOW_DOWN_THE_TRUSTED = textwrap.dedent(
     """
-    import os, resource
+    import ctypes, os, resource, signal
+    libc = ctypes.CDLL(None, use_errno=True)
     done = []
-    for pid in (os.getppid(), 1):  # the zygote, then the server
+    own = os.fork()
+    if own == 0:
+        signal.pause()
+    # The zygote and the server are outside the run's pid namespace: every pid it can name, and
+    # a child of its own (the control: the attacks work on what can be named).
+    named = {int(n) for n in os.listdir("/proc") if n.isdigit()} - {os.getpid()}
+    for who in (1, 2):  # PRIO_USER / IOPRIO_WHO_USER reach every process of the uid that is visible
+        if libc.syscall(251, 3, os.getuid(), (3 << 13) if who == 1 else (2 << 13) | 7) == 0:
+            done.append(("ioprio-user", who))
+    os.setpriority(os.PRIO_USER, os.getuid(), 19)
+    for pid in sorted((named | {os.getppid(), own}) - {0}):
         for name, attack in (
             ("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (16, 16))),
             ("prlimit-as", lambda: resource.prlimit(pid, resource.RLIMIT_AS, (64 << 20, 64 << 20))),
@@ -646,7 +670,8 @@ SLOW_DOWN_THE_TRUSTED = textwrap.dedent(
                 done.append((name, pid))
             except OSError:
                 pass
-    print("DONE", done)
+    os.kill(own, signal.SIGKILL)
+    print("DONE", done, "OWN", own)
     """
 )
 
@@ -657,10 +682,13 @@ def test_a_run_cannot_slow_or_limit_later_runs_through_the_trusted_processes():
     try:
         before = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])
         attack = box.run_warm({"a.py": SLOW_DOWN_THE_TRUSTED}, ["/tmp/ws/a.py"])
-        assert "('prlimit', " in attack.stdout, attack  # the attacks themselves work
+        done = ast.literal_eval(attack.stdout.split("DONE")[1].split("OWN")[0].strip())
+        own = int(attack.stdout.split("OWN")[1].split()[0])
+        assert ("prlimit", own) in done, attack  # the attacks themselves work...
+        assert {pid for name, pid in done if name != "ioprio-user"} == {own}, attack  # ...on the run's own child
         after = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])
         assert before.stdout and after.stdout == before.stdout, (before, after)
-        stop = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n"
+        stop = "import os, signal, time\nos.kill(-1, signal.SIGSTOP)\nif os.fork() == 0:\n    os.kill(0, signal.SIGSTOP)\nos.wait()\n"
         stopped = box.run_warm({"s.py": stop}, ["/tmp/ws/s.py"], limits=SandboxLimits(wall_seconds=3))
         assert stopped.killed_reason, stopped  # this run pays for it...
         again = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])

@@ -53,7 +53,7 @@ MEMORY_POLL_S = 0.05
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x08000000
 CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
 RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -141,6 +141,13 @@ def enter_run(tmpfs_bytes, model_filter):
     fresh_namespaces(tmpfs_bytes)
     pid = os.fork()
     if pid == 0:
+        # /proc of the run's own pid namespace: /proc/self and /proc/1 are the run's, and the
+        # server and the zygote are not listed at all.
+        _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
+        for path in (b"/proc/sys", b"/proc/sysrq-trigger"):  # read-only, as bubblewrap has them
+            _check(_libc.mount(path, path, None, MS_BIND | MS_REC, None), "bind " + path.decode())
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+            _check(_libc.mount(path, path, None, flags, None), "remount " + path.decode())
         drop_privileges(model_filter)
         return
     while True:
