@@ -42,7 +42,9 @@ def sandbox():
 
 def _both(box, code):
     """The probe in a warm run and in a cold sandbox (both must hold)."""
-    return [box.run_warm({"p.py": code}, ["/tmp/ws/p.py"]), box.run({"p.py": code}, [box.python, "-I", "-S", "p.py"])]
+    warm = box.run_warm({"p.py": code}, ["/tmp/ws/p.py"])
+    assert warm.isolation == "bwrap-warm", warm  # not silently a cold sandbox
+    return [warm, box.run({"p.py": code}, [box.python, "-I", "-S", "p.py"])]
 
 
 # --- the filter, by emulation (no kernel needed) -----------------------------------------------
@@ -206,6 +208,7 @@ PIDS = textwrap.dedent(
 def test_pid_numbers_start_afresh_in_every_run(sandbox):
     first = sandbox.run_warm({"p.py": PIDS}, ["/tmp/ws/p.py"], env={"N": "15"})
     again = sandbox.run_warm({"p.py": PIDS}, ["/tmp/ws/p.py"])
+    assert again.isolation == "bwrap-warm", again
     assert "PIDS 1 2" in first.stdout and "PIDS 1 2" in again.stdout, (first, again)
 
 

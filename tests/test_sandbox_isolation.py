@@ -377,8 +377,7 @@ REACH_THE_TRUSTED = textwrap.dedent(
         for path in (b"/tmp", b"/dev/shm", b"/", b"/.rhlab"):
             if libc.umount2(path, 2) == 0:  # would uncover the server's own tmpfs
                 got.append("umount " + path.decode())
-    else:
-        got.append("no nested namespace to attack from")
+    # else: nested namespaces are refused to model code (test_sandbox_channels.py)
     for pid in sorted(({1, zygote} | named) - {os.getpid(), 0}):
         if libc.ptrace(16, pid, 0, 0) == 0:
             got.append("ptrace %d" % pid)
@@ -585,8 +584,8 @@ def test_the_seccomp_program_is_well_formed():
     assert filter_program("sparc") is None
     for machine in ("x86_64", "aarch64"):
         program = filter_program(machine)
-        assert program is not None and len(program) == 11 * 8  # struct sock_filter is 8 bytes
-        assert len(filter_program(machine, ("shmget", "memfd_create"))) == 15 * 8
+        assert program is not None and len(program) == 28 * 8  # struct sock_filter is 8 bytes
+        assert len(filter_program(machine, ("shmget", "memfd_create"))) == 32 * 8
 
 
 def test_shared_memory_works_where_a_cgroup_counts_it(sandbox):
@@ -688,7 +687,8 @@ def test_a_run_cannot_slow_or_limit_later_runs_through_the_trusted_processes():
         assert {pid for name, pid in done if name != "ioprio-user"} == {own}, attack  # ...on the run's own child
         after = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])
         assert before.stdout and after.stdout == before.stdout, (before, after)
-        stop = "import os, signal, time\nos.kill(-1, signal.SIGSTOP)\nif os.fork() == 0:\n    os.kill(0, signal.SIGSTOP)\nos.wait()\n"
+        stop = "import os, signal\nos.kill(-1, signal.SIGSTOP)\nif os.fork() == 0:\n    os.kill(0, signal.SIGSTOP)\n"
+        stop += "os.wait()\n"  # a stopped child of its own: the run waits until the wall clock ends it
         stopped = box.run_warm({"s.py": stop}, ["/tmp/ws/s.py"], limits=SandboxLimits(wall_seconds=3))
         assert stopped.killed_reason, stopped  # this run pays for it...
         again = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])

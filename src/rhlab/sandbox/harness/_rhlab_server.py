@@ -144,7 +144,9 @@ def enter_run(tmpfs_bytes, model_filter):
         # /proc of the run's own pid namespace: /proc/self and /proc/1 are the run's, and the
         # server and the zygote are not listed at all.
         _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
-        for path in (b"/proc/sys", b"/proc/sysrq-trigger"):  # read-only, as bubblewrap has them
+        for path in (b"/proc/sys", b"/proc/sysrq-trigger", b"/proc/irq", b"/proc/bus"):  # read-only, as in bwrap
+            if not os.path.exists(path):
+                continue
             _check(_libc.mount(path, path, None, MS_BIND | MS_REC, None), "bind " + path.decode())
             flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
             _check(_libc.mount(path, path, None, flags, None), "remount " + path.decode())
