@@ -687,8 +687,8 @@ def test_a_run_cannot_slow_or_limit_later_runs_through_the_trusted_processes():
         assert {pid for name, pid in done if name != "ioprio-user"} == {own}, attack  # ...on the run's own child
         after = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])
         assert before.stdout and after.stdout == before.stdout, (before, after)
-        stop = "import os, signal\nos.kill(-1, signal.SIGSTOP)\nif os.fork() == 0:\n    os.kill(0, signal.SIGSTOP)\n"
-        stop += "os.wait()\n"  # a stopped child of its own: the run waits until the wall clock ends it
+        # The trusted processes cannot be named, so the run stops a child of its own and waits for it.
+        stop = "import os, signal\nif os.fork() == 0:\n    os.kill(os.getpid(), signal.SIGSTOP)\nos.wait()\n"
         stopped = box.run_warm({"s.py": stop}, ["/tmp/ws/s.py"], limits=SandboxLimits(wall_seconds=3))
         assert stopped.killed_reason, stopped  # this run pays for it...
         again = box.run_warm({"v.py": VITALS}, ["/tmp/ws/v.py"])
