@@ -323,9 +323,22 @@ ADD = Task(id="add_up", entry_point="add_up", description="Add two numbers.",
            visible_tests=["assert add_up(1, 2) == 3"], heldout_tests=["assert add_up(20, 22) == 42"])
 
 
+@pytest.fixture(scope="module", params=["warm", "cold"])
+def either_sandbox(request, sandbox):
+    """The warm server (pytest preloaded, then set aside) and a cold sandbox (pytest never loaded)."""
+    if request.param == "warm":
+        yield sandbox
+        return
+    cold = Sandbox(LIMITS)
+    cold.run_warm = lambda files, argv, stdin=b"", limits=None, env=None: cold.run(
+        files, argv, stdin, limits, env, in_process=True)
+    yield cold
+
+
 @needs_bwrap
 @pytest.mark.parametrize("helper", ["pytest", "pluggy", "py", "init", "iniconfig"])
-def test_a_helper_module_named_like_a_harness_dependency_is_the_answers_own(sandbox, helper):
+def test_a_helper_module_named_like_a_harness_dependency_is_the_answers_own(either_sandbox, helper):
+    sandbox = either_sandbox
     files = {
         "solution.py": f"import {helper} as helper\n\n\ndef add_up(a, b):\n    return helper.plus(a, b)\n",
         f"{helper}.py": "def plus(a, b):\n    return a + b\n",

@@ -71,8 +71,13 @@ def load_pytest(extra_path):
     saved = sys.path[:]
     sys.path[:] = [p for p in saved if p not in ("", ".", workspace)] + [p for p in extra_path if p not in saved]
     try:
-        import _pytest.config
+        import importlib
 
+        import _pytest.config
+        import pytest  # noqa: F401 - pytest's plugins import it by name
+
+        for name in _pytest.config.default_plugins:  # as the warm server does: none is imported later
+            importlib.import_module("_pytest." + name)
         main = _pytest.config.main
     finally:
         sys.path[:] = saved
