@@ -295,7 +295,11 @@ def test_io_priority_and_nice_set_by_a_run_do_not_reach_later_runs(sandbox):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling state")
 def test_the_health_check_sees_an_io_priority_change(monkeypatch):
-    monkeypatch.syspath_prepend(str(HARNESS_DIR))
+    monkeypatch.setattr(sys, "path", [str(HARNESS_DIR), *sys.path])  # restored after the test
+    for name in ("_rhlab_server", "_rhlab_init", "_rhlab_modules"):
+        if name not in sys.modules:
+            monkeypatch.setitem(sys.modules, name, None)
+            monkeypatch.delitem(sys.modules, name)  # dropped again after the test
     import _rhlab_server as server
 
     if server.SYS_IOPRIO_GET is None:
