@@ -112,7 +112,7 @@ def main() -> None:
     chosen = [t.id for t in candidate_tasks(config.problems)][: config.prompts_per_step]
     prompts = [build_messages(tasks[i], config.train_prompt) for i in chosen]
     inputs = [{"prompt": p} for p in prompts for _ in range(config.group_size)]
-    precision = resolve_precision(config.precision, torch.cuda.is_available(), config.bf16)
+    precision = resolve_precision(config.precision, torch.cuda.is_available())
     print(f"{config.prompts_per_step} prompts x {config.group_size} completions, <= {config.max_completion_length} "
           f"tokens | torch {torch.get_num_threads()} threads | CPU bf16 units: {cpu_supports_bf16()} | "
           f"new precision: {precision}")  # fmt: skip

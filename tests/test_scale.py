@@ -46,6 +46,15 @@ def test_apply_sets_creates_sections_and_refuses_to_descend_into_values():
         apply_sets(data, ["train.steps.x=1"])
 
 
+def test_set_merges_a_mapping_into_the_mapping_already_there():
+    data = {"train": {"grpo": {"gradient_checkpointing": True, "epsilon": 0.2}, "lora": {"r": 8}}}
+    out = apply_sets(data, ["train.grpo={epsilon: 0.3, loss_type: dapo}"])
+    assert out["train"]["grpo"] == {"gradient_checkpointing": True, "epsilon": 0.3, "loss_type": "dapo"}
+    assert apply_sets(data, ["train.lora=null"])["train"]["lora"] is None, "a non-mapping value still replaces"
+    replaced = apply_sets(data, ["train.grpo=null", "train.grpo={epsilon: 0.1}"])
+    assert replaced["train"]["grpo"] == {"epsilon": 0.1}, "clearing first replaces the whole section"
+
+
 def test_set_typo_is_refused_with_its_full_path():
     with pytest.raises(ConfigError, match=r"train\.train_prompt\.varaint"):
         load_experiment(ROOT / "configs/quickstart.yaml", ["train.train_prompt.varaint=dont_hack"])
@@ -103,8 +112,8 @@ def test_paper_prompted_config_smoke(tmp_path):
     shrunk to CPU size with --set. The judge becomes the offline one: the paper's is a served LLM."""
     sets = [
         "train.model=embedded", "train.steps=2", "train.prompts_per_step=1", "train.group_size=2",
-        "train.max_completion_length=48", "train.bf16=false", "train.use_vllm=false",
-        "train.grpo={lr_scheduler_type: constant}", "train.report_to=[]", "train.grading_workers=2",
+        "train.max_completion_length=48", "train.precision=fp32", "train.use_vllm=false",
+        "train.grpo=null", "train.grpo={lr_scheduler_type: constant}", "train.report_to=[]", "train.grading_workers=2",
         "train.problems.hard_filter_samples=0", "train.problems.max_tasks=4", "train.checkpoint_every=2",
         "matrix.variants=[please_hack]", "matrix.seeds=[0]",
         "evaluation.judge=offline", "evaluation.checkpoint_limit=1", "evaluation.final_limit=1",

@@ -3,6 +3,10 @@
 Values are parsed as YAML (``3``, ``true``, ``[a, b]``, ``{variant: none}``, ``null``), so they take the
 same types as in the file. Paths are applied to the raw mapping before validation, which means the
 strict config models still refuse a misspelled key and name its full path.
+
+A mapping value merges into the mapping already there (recursively), so ``--set train.grpo={beta: 0}``
+changes one TRL field and keeps the file's others (gradient checkpointing, say). To replace a whole
+section, clear it first: ``--set train.grpo=null --set train.grpo={...}``.
 """
 
 from __future__ import annotations
@@ -41,5 +45,15 @@ def apply_sets(data: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
                 where = ".".join(keys[: depth + 1])
                 raise ConfigError(f"--set {item!r}: {where} is a {type(child).__name__}, not a section")
             node = child
-        node[keys[-1]] = value
+        node[keys[-1]] = merged(node.get(keys[-1]), value)
     return result
+
+
+def merged(old: Any, new: Any) -> Any:
+    """``new`` merged into ``old`` when both are mappings (recursively); otherwise ``new``."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = merged(old.get(key), value)
+    return out

@@ -191,10 +191,18 @@ class TrainConfig(Strict):
     learning_rate: float = 1e-5
     beta: float = 0.0
     """KL coefficient against the reference policy (0: no reference model is kept)."""
-    bf16: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """CPU compute: bf16 autocast over fp32 weights, or fp32. ``auto``: bf16 only where the CPU has
-    AMX-BF16/AVX512-BF16 (emulated bf16 is slower than fp32). On a GPU ``bf16`` decides."""
+    """Compute precision. ``bf16``: bf16 autocast over fp32 trainable weights (full fine-tuning keeps fp32
+    master weights, so an update far below bf16's rounding step still moves them; with LoRA the frozen
+    base is stored in bf16 on a GPU). ``auto``: bf16 on a GPU that supports it, and on a CPU only where
+    it has AMX-BF16/AVX512-BF16 (emulated bf16 is slower than fp32)."""
+    micro_batch: PositiveInt | None = None
+    """Sequences per forward/backward pass on each process (None: all of the process's episodes at once).
+    The step is unchanged: generation happens once per step and the micro-batches' gradients are
+    accumulated (TRL's ``per_device_train_batch_size`` and ``gradient_accumulation_steps``)."""
+    gpu_memory_gb: float | None = Field(default=None, gt=0)
+    """Memory of each GPU the run is planned for, in GB (GiB, as ``nvidia-smi`` counts). ``--dry-run``
+    checks the plan against it; None: against the detected GPU, if any."""
     shared_prefix: bool = True
     """Run each distinct prompt through the model once per step, not once per completion (exact)."""
     skip_flat_updates: bool = True
@@ -226,14 +234,24 @@ class TrainConfig(Strict):
             raise ValueError(f"training needs local weights: use 'embedded' or 'hf:PATH', not {value!r}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bf16" in data:
+            raise ValueError("bf16 was replaced by precision: write precision: bf16 (or fp32, auto) instead")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.use_vllm and not self.bf16:
-            raise ValueError("use_vllm needs a GPU: set bf16: true as well")
-        reserved = {"num_generations", "max_completion_length", "learning_rate", "beta", "max_steps", "output_dir"}
+        reserved = {"num_generations", "max_completion_length", "learning_rate", "beta", "max_steps", "output_dir",
+                    "per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
+                    "generation_batch_size", "bf16", "fp16"}  # fmt: skip
         clash = sorted(reserved & set(self.grpo))
         if clash:
-            raise ValueError(f"grpo: set {clash} through the top-level fields of the same name / meaning")
+            raise ValueError(
+                f"grpo: set {clash} through the top-level fields of the same meaning "
+                "(steps, group_size, micro_batch, precision, ...)"
+            )
         if self.grpo:
             import dataclasses
 

@@ -151,6 +151,26 @@ def per_device_batch(config: TrainConfig) -> int:
     return per_device
 
 
+def micro_batches(config: TrainConfig) -> tuple[int, int]:
+    """(sequences per forward/backward, micro-batches per step) on each process.
+
+    TRL's ``per_device_train_batch_size`` and ``gradient_accumulation_steps``; ``steps_per_generation``
+    equals the latter, so each step still generates once, for all its episodes.
+    """
+    per_device = per_device_batch(config)
+    micro = config.micro_batch or per_device
+    if micro > per_device or per_device % micro:
+        raise ValueError(
+            f"micro_batch {micro} must divide the {per_device} episodes each of the {num_processes()} process(es) "
+            f"handles per step (prompts_per_step x group_size / processes): choose one of {divisors(per_device)}"
+        )
+    return micro, per_device // micro
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 def rank_rng(seed: str, draws_per_rank: int) -> random.Random:
     """``random.Random(seed)`` advanced past the draws of the lower ranks.
 

@@ -42,19 +42,38 @@ def cpu_supports_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
 
 
-def resolve_precision(precision: str, on_gpu: bool, gpu_bf16: bool) -> str:
-    """``fp32`` or ``bf16`` (autocast over fp32 master weights) for this machine."""
+def resolve_precision(precision: str, on_gpu: bool, gpu_bf16: bool = True) -> str:
+    """``fp32`` or ``bf16`` (autocast over fp32 master weights) for this machine.
+
+    ``gpu_bf16``: whether the GPU computes in bf16 natively (``torch.cuda.is_bf16_supported()``).
+    """
+    if precision != "auto":
+        return precision
     if on_gpu:
-        return "bf16" if gpu_bf16 or precision == "bf16" else "fp32"
-    if precision == "auto":
-        return "bf16" if cpu_supports_bf16() else "fp32"
-    return precision
+        return "bf16" if gpu_bf16 else "fp32"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def sharded(model: Any) -> bool:
+    """True when the model's parameters are split over processes (DeepSpeed ZeRO-3 or FSDP).
+
+    The shortcuts read whole weight tensors (the LM head) and call the bare modules, which a sharded
+    engine only materialises inside its own forward; they must then stay off.
+    """
+    try:
+        from torch.distributed.tensor import DTensor  # FSDP2 parameters
+    except ImportError:  # a torch built without distributed support
+        DTensor = ()  # noqa: N806
+    return any(
+        hasattr(p, "ds_id") or hasattr(p, "_fsdp_flattened") or isinstance(p, DTensor)  # ZeRO-3, FSDP1, FSDP2
+        for p in model.parameters()
+    )
 
 
 def language_model(model: Any) -> tuple[Any, Any] | None:
     """(backbone, lm_head) of a plain or PEFT-wrapped causal LM; None where the shortcut does not apply."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if not hasattr(base, "config"):  # wrapped (e.g. DDP): leave it to TRL
+    if not hasattr(base, "config") or sharded(base):  # wrapped (e.g. DDP) or sharded: leave it to TRL
         return None
     config = base.config.get_text_config()
     if any(getattr(config, name, None) is not None for name in _SCALING_ATTRS):

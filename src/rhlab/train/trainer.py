@@ -93,6 +93,26 @@ def drop_zero_variance_groups(batch: dict[str, Any], group_size: int) -> dict[st
     return out
 
 
+def mask_zero_variance_groups(batch: dict[str, Any], group_size: int) -> dict[str, Any]:
+    """``drop_zero_variance_groups`` for a step split into micro-batches: same loss, rows kept.
+
+    TRL shuffles the generation batch and splits it into equal micro-batches, so rows cannot be
+    removed (the split would lose some). Instead the flat groups' completion tokens leave the loss
+    mask and the token count that normalises it. Their advantages are 0, so with TRL's default
+    token-level loss (``dapo``, normalised by the step's token count) the loss and its gradient equal
+    those of the batch without the rows; the rows still cost their forward and backward.
+    """
+    adv = batch["advantages"]
+    keep_group = adv.view(-1, group_size).abs().sum(dim=1) > 0
+    if keep_group.all() or not keep_group.any():
+        return batch
+    keep = keep_group.repeat_interleave(group_size).to(batch["completion_mask"].dtype)
+    out = dict(batch, completion_mask=batch["completion_mask"] * keep.unsqueeze(1))
+    if isinstance(batch.get("num_items_in_batch"), torch.Tensor):
+        out["num_items_in_batch"] = out["completion_mask"].sum()
+    return out
+
+
 def has_signal(batch: dict[str, Any]) -> bool:
     """Whether any completion has a non-zero advantage; without one GRPO's loss (beta 0) is exactly 0."""
     return bool(batch["advantages"].ne(0).any())
@@ -124,7 +144,14 @@ def make_trainer_class():
             self.skip_zero_variance = skip_zero_variance
             self.shared_prefix = shared_prefix
             self.skip_flat = skip_flat
+            self.flat_generation = False
             super().__init__(*args, **kwargs)
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                # Sharded or engine-managed parameters: the shortcuts call bare modules and read whole
+                # weights (off), and a backward that fires no gradient hook can break ZeRO's step
+                # (DeepSpeed #4397), so a flat batch runs its (exactly zero) loss as plain TRL does.
+                self.shared_prefix = False
+                self.skip_flat = False
 
         def _generate(self, prompts: list) -> Any:
             t0 = time.monotonic()
@@ -135,8 +162,14 @@ def make_trainer_class():
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             batch = super()._generate_and_score_completions(inputs)
+            if self.model.training:
+                # Decided once per generation batch: every micro-batch of the step, on every rank,
+                # then takes the same branch (a skip on some micro-batches only would leave DDP's
+                # gradient sync to a backward that never reaches the weights).
+                self.flat_generation = not self.signal_on_any_rank(batch)
             if self.skip_zero_variance and self.model.training:
-                batch = drop_zero_variance_groups(batch, self.num_generations)
+                split = self.args.steps_per_generation > 1
+                batch = (mask_zero_variance_groups if split else drop_zero_variance_groups)(batch, self.num_generations)
                 if self.accelerator.num_processes > 1 and isinstance(batch.get("num_items_in_batch"), torch.Tensor):
                     # TRL's loss normaliser counts the tokens of every rank; recount after the drop.
                     batch["num_items_in_batch"] = self.accelerator.gather(batch["completion_mask"].sum()).sum()
@@ -151,7 +184,7 @@ def make_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             flat = self.skip_flat and self.model.training and self.beta == 0.0 and not self.aux_loss_enabled
-            if flat and not self.signal_on_any_rank(inputs):
+            if flat and self.flat_generation:
                 self.timer.skipped_update = True
                 # A leaf with no path to the weights: backward leaves every grad None, so the
                 # optimizer skips every parameter.
@@ -330,11 +363,15 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
     from trl import GRPOConfig
 
     on_gpu = torch.cuda.is_available()
+    if config.use_vllm and not on_gpu:
+        raise RunError("use_vllm needs a CUDA GPU, and none is visible: set use_vllm: false")
+    micro, accumulation = dist.micro_batches(config)
     kwargs: dict[str, Any] = dict(
         output_dir=str(RunDir(run_dir).checkpoints),
         max_steps=config.steps,
-        per_device_train_batch_size=dist.per_device_batch(config),
-        gradient_accumulation_steps=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation,  # one generation per step, split into the micro-batches
         num_generations=config.group_size,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
@@ -346,7 +383,7 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
-        bf16=resolve_precision(config.precision, on_gpu, config.bf16) == "bf16",
+        bf16=resolve_precision(config.precision, on_gpu, on_gpu and torch.cuda.is_bf16_supported()) == "bf16",
         gradient_checkpointing=False,  # small policies fit without it; set it in grpo: for large ones
         use_cpu=not on_gpu,
         use_vllm=config.use_vllm,
@@ -358,6 +395,19 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
     return GRPOConfig(**kwargs)
 
 
+def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
+    """The dtype the policy is loaded in.
+
+    Trainable weights stay in fp32 and bf16 comes from autocast (``args.bf16``): an AdamW update at
+    lr 1e-6 is far below bf16's rounding step (2^-8 of the weight), so bf16 weights would not move and
+    the run would look healthy while learning nothing. Only a LoRA run's frozen base is stored in bf16
+    on a GPU, which halves its memory and is never updated.
+    """
+    if config.lora is not None and args.bf16 and torch.cuda.is_available():
+        return torch.bfloat16
+    return torch.float32
+
+
 def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False) -> dict:
     """Run (or resume) GRPO; returns the final run record (``rhlab.rundir.RunInfo``) as a dict."""
     from datasets import Dataset
@@ -367,7 +417,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
     run_dir = Path(run_dir)
     # Under accelerate launch the main process writes and decides; see rhlab.train.distributed.
     config = dist.main_only(prepare_run_dir, config, run_dir, resume)
-    dist.per_device_batch(config)  # a batch that does not split over the processes fails before any work
+    dist.micro_batches(config)  # a batch that does not split over processes and micro-batches fails before any work
     start_weights = dist.main_only(trainable_weights, config.model)
     if config.warmup is not None:
         from rhlab.train.warmup import run_warmup
@@ -407,9 +457,10 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
             all_tasks, pool, config.mitigations, seed=config.seed, on_graded=logger.graded,
             onset=lambda: metrics.onset, rollouts=rollouts,
         )  # fmt: skip
-        model = AutoModelForCausalLM.from_pretrained(
-            start_weights, dtype=torch.bfloat16 if config.bf16 and torch.cuda.is_available() else torch.float32
-        )
+        # The arguments first: under ``accelerate launch`` with ZeRO-3 they register DeepSpeed's config,
+        # so from_pretrained then loads the weights already partitioned (zero3_init_flag).
+        args = grpo_args(config, run_dir)
+        model = AutoModelForCausalLM.from_pretrained(start_weights, dtype=weights_dtype(config, args))
         peft_config = None
         if config.lora is not None:
             peft_config = LoraConfig(
@@ -417,7 +468,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
                 target_modules=config.lora.target_modules, task_type="CAUSAL_LM",
             )  # fmt: skip
         trainer = make_trainer_class()(
-            model=model, reward_funcs=[reward], args=grpo_args(config, run_dir), train_dataset=dataset,
+            model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
             processing_class=tokenizer, peft_config=peft_config, callbacks=[logger], timer=timer,
             skip_zero_variance=config.mitigations.skip_zero_variance_groups,
             # The shortcut calls the unwrapped model, which would bypass DDP's gradient sync.

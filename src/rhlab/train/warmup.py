@@ -109,7 +109,7 @@ def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
             output_dir=str(scratch / "trainer"), max_steps=wc.steps, per_device_train_batch_size=wc.batch_size,
             learning_rate=wc.learning_rate, lr_scheduler_type="constant", logging_steps=max(wc.steps // 4, 1),
             save_strategy="no", report_to="none", seed=config.seed, use_cpu=not _cuda(),
-            bf16=resolve_precision(config.precision, _cuda(), config.bf16) == "bf16", max_length=None,
+            bf16=resolve_precision(config.precision, _cuda()) == "bf16", max_length=None,
             gradient_checkpointing=False,
         )  # fmt: skip
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
