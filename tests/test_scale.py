@@ -13,7 +13,16 @@ import yaml
 
 from rhlab.pipeline.config import load_experiment
 from rhlab.pipeline.overrides import apply_sets, parse_set
-from rhlab.pipeline.plan import Hardware, estimate, plan_text
+from rhlab.pipeline.plan import (
+    KNOWN_ARCHITECTURES,
+    Hardware,
+    estimate,
+    fitting_micro_batch,
+    memory,
+    model_architecture,
+    plan_refusals,
+    plan_text,
+)
 from rhlab.train.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,11 +89,70 @@ def test_dry_run_and_set_work_on_every_config(path):
 def test_dry_run_estimates_scale_with_the_model():
     experiment = load_experiment(ROOT / "configs/one-gpu.yaml")
     _, cell = experiment.cells()[0]
-    small = estimate(cell, H100, 1_000_000_000)
-    large = estimate(cell, H100, 8_000_000_000)
+    small = estimate(cell, H100, KNOWN_ARCHITECTURES["qwen2.5-1.5b"])
+    large = estimate(cell, H100, KNOWN_ARCHITECTURES["qwen2.5-7b"])
     assert large.memory_gib > small.memory_gib and large.step_s > small.step_s
     text = plan_text(experiment, H100)
-    assert "7B: memory" in text and "32B: memory" in text  # the model folder is not on this machine
+    assert "7B: memory per GPU" in text and "32B: memory per GPU" in text  # /models/policy: unknown here
+
+
+def _memory_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if "memory per GPU:" in ln]
+
+
+def test_dry_run_of_the_one_gpu_recipe_on_a_7b_fits_80_gb():
+    """The done-when of issue 25: a 7B plan that fits, and the same plan at micro-batch 128 refused."""
+    sets = ["--set", "train.model=hf:/models/Qwen2.5-7B-Instruct"]
+    done = _rhlab("run", str(ROOT / "configs/one-gpu.yaml"), "--dry-run", *sets)
+    assert done.returncode == 0, done.stderr
+    [line] = _memory_lines(done.stdout)
+    total = float(line.split("memory per GPU: ")[1].split(" GB")[0])
+    assert line.endswith("at micro-batch 8, of 80 GB") and 30 < total < 77, line
+    refused = _rhlab("run", str(ROOT / "configs/one-gpu.yaml"), "--dry-run", *sets, "--set", "train.micro_batch=128")
+    assert refused.returncode == 2
+    assert "at micro-batch 128 does not fit a 80 GB GPU" in refused.stderr
+    assert "the largest micro-batch that fits is 32: set train.micro_batch: 32" in refused.stderr
+
+
+def test_memory_estimate_parts():
+    cell = load_experiment(ROOT / "configs/one-gpu.yaml").cells()[0][1]
+    arch = KNOWN_ARCHITECTURES["qwen2.5-7b"]
+    assert 7.5e9 < arch.params < 7.7e9 and 0.005 < arch.lora_params(32) / arch.params < 0.015
+    at8, at32 = memory(cell, arch, 80, 8), memory(cell, arch, 80, 32)
+    assert at32.activations > 3.5 * at8.activations and at32.weights == at8.weights
+    frozen_bf16_and_fp32_adapter = (arch.params * 2 + arch.lora_params(32) * 4) / 1024**3
+    assert at8.weights == pytest.approx(frozen_bf16_and_fp32_adapter)
+    assert at8.vllm == pytest.approx(0.35 * 80) and at8.kv_cache_tokens > 100_000
+    no_gc = cell.model_copy(update={"grpo": {**cell.grpo, "gradient_checkpointing": False}})
+    assert memory(no_gc, arch, 80, 8).activations > 5 * at8.activations, "checkpointing keeps one input per layer"
+    full = cell.model_copy(update={"lora": None})
+    full_mem = memory(full, arch, 80, 8)
+    assert full_mem.weights + full_mem.optimizer == pytest.approx(16 * arch.params / 1024**3), "fp32 masters + Adam"
+    assert fitting_micro_batch(cell, arch, 80) == 32 and fitting_micro_batch(cell, arch, 141) == 128
+    assert fitting_micro_batch(full, arch, 80) is None
+
+
+def test_a_config_json_wins_over_the_name_table(tmp_path):
+    folder = tmp_path / "Qwen2.5-7B-Instruct"
+    folder.mkdir()
+    assert model_architecture(f"hf:{folder}") == KNOWN_ARCHITECTURES["qwen2.5-7b"]
+    (folder / "config.json").write_text(json.dumps({
+        "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 1000,
+        "num_attention_heads": 4,
+    }))  # fmt: skip
+    assert model_architecture(f"hf:{folder}").hidden == 64
+    assert model_architecture("hf:/nowhere/my-own-model") is None
+
+
+def test_a_plan_on_a_detected_gpu_is_checked_against_it():
+    experiment = load_experiment(
+        ROOT / "configs/one-gpu.yaml",
+        ["train.model=hf:/m/Qwen2.5-7B-Instruct", "train.gpu_memory_gb=null", "train.micro_batch=64"],
+    )
+    small = Hardware("gpu", "NVIDIA L40", 1, 48.0, 181e12, 0.86e12)
+    [problem] = plan_refusals(experiment, small)
+    assert "does not fit a 48 GB GPU" in problem and "largest micro-batch that fits is" in problem
+    assert plan_refusals(experiment, Hardware("gpu", "NVIDIA H200", 1, 141.0, 989e12, 4.8e12)) == []
 
 
 def test_dry_run_on_the_embedded_model_knows_its_size():

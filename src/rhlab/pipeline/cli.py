@@ -28,9 +28,15 @@ def run_command(
     try:
         experiment = load_experiment(config, sets)
         if dry_run:
-            from rhlab.pipeline.plan import plan_text
+            from rhlab.pipeline.plan import detect_hardware, plan_refusals, plan_text
 
-            typer.echo(plan_text(experiment))
+            hardware = detect_hardware()
+            typer.echo(plan_text(experiment, hardware))
+            refusals = plan_refusals(experiment, hardware)
+            for problem in refusals:
+                typer.echo(f"error: {problem}", err=True)
+            if refusals:
+                raise typer.Exit(2)
             return
         if check:
             for name, cell in experiment.cells():

@@ -1,8 +1,11 @@
 """``rhlab run CONFIG --dry-run``: what an experiment will do and roughly what it will cost, before it runs.
 
 The estimates are arithmetic, not measurements (docs/scale.md gives the formulas and where each
-constant comes from): parameters from the model's ``config.json``; training memory from bytes per
-parameter; generation and update time from a throughput model of the detected hardware. They are
+constant comes from): the model's shape from its ``config.json`` (or, for a folder not on this machine,
+from ``KNOWN_ARCHITECTURES`` by its name); memory per GPU from bytes per parameter, activations per
+token and the vLLM share; generation and update time from a throughput model of the detected hardware.
+A plan whose memory does not fit the declared or detected GPU is refused (``plan_refusals``), naming the
+largest micro-batch that fits. They are
 there to catch a run that cannot fit or would take a week, not to predict a run to the minute.
 """
 
@@ -52,32 +55,182 @@ def detect_hardware() -> Hardware:
     return Hardware("cpu", f"{cores}-core CPU", 1, mem, CPU_TRAIN_FLOPS * cores / 2, 0.0)
 
 
-def model_parameters(spec: str) -> int | None:
-    """Parameter count from the model's config.json (None when the folder is not here yet)."""
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a decoder-only transformer: all the memory arithmetic needs."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Architecture | None:
+        cfg = cfg.get("text_config", cfg)
+        h, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
+        inter, vocab = cfg.get("intermediate_size"), cfg.get("vocab_size")
+        if not all(isinstance(v, int) for v in (h, layers, inter, vocab)):
+            return None
+        heads = cfg.get("num_attention_heads") or 1
+        return cls(h, layers, inter, vocab, heads, cfg.get("num_key_value_heads") or heads,
+                   cfg.get("head_dim") or h // heads, bool(cfg.get("tie_word_embeddings", False)))  # fmt: skip
+
+    @property
+    def params(self) -> int:
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attn = self.hidden * (2 * q + 2 * kv)
+        embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
+        return embeddings + self.layers * (attn + 3 * self.hidden * self.intermediate)
+
+    def lora_params(self, r: int) -> int:
+        """Adapter parameters at rank ``r`` on every linear layer (``all-linear``): r x (in + out) each."""
+        q, kv, h, i = self.heads * self.head_dim, self.kv_heads * self.head_dim, self.hidden, self.intermediate
+        return self.layers * r * ((h + q) * 2 + (h + kv) * 2 + (h + i) * 3)
+
+    def layer_activations(self) -> int:
+        """Elements one layer keeps per token for its backward (bf16 autocast, SDPA/flash attention).
+
+        Attention: residual and norm output (2h), q, k, v and the attention output (2q + 2kv); MLP:
+        residual and norm output (2h), gate, up, act(gate), act(gate) * up (4i).
+        """
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return 4 * self.hidden + 2 * q + 2 * kv + 4 * self.intermediate
+
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * 2  # keys and values, bf16
+
+
+KNOWN_ARCHITECTURES = {
+    "qwen2.5-0.5b": Architecture(896, 24, 4864, 151936, 14, 2, 64, True),
+    "qwen2.5-1.5b": Architecture(1536, 28, 8960, 151936, 12, 2, 128, True),
+    "qwen2.5-7b": Architecture(3584, 28, 18944, 152064, 28, 4, 128),
+    "qwen2-7b": Architecture(3584, 28, 18944, 152064, 28, 4, 128),
+    "qwen2.5-14b": Architecture(5120, 48, 13824, 152064, 40, 8, 128),
+    "qwen2.5-32b": Architecture(5120, 64, 27648, 152064, 40, 8, 128),
+    "qwen3-8b": Architecture(4096, 36, 12288, 151936, 32, 8, 128),
+    "llama-3.1-8b": Architecture(4096, 32, 14336, 128256, 32, 8, 128),
+    "olmo-2-1124-7b": Architecture(4096, 32, 11008, 100352, 32, 32, 128),
+    "smollm2-135m": Architecture(576, 30, 1536, 49152, 9, 3, 64, True),
+}
+"""Published shapes (each model's config.json) of common policies, matched against the model folder's name
+when the folder is not on this machine (planning a GPU run from a laptop). A config.json, if present, wins."""
+
+
+def model_architecture(spec: str) -> Architecture | None:
+    """From the model's config.json, else from ``KNOWN_ARCHITECTURES`` by folder name (None: unknown)."""
     kind, _, target = spec.partition(":")
     if kind == "embedded":
         from rhlab.models.embedded import converted_dir, resolve_embedded
 
         folder = converted_dir(resolve_embedded(target or None))
-        if not (folder / "config.json").is_file():
-            return 135_000_000 if not target else None
+        name = target or "smollm2-135m"
     else:
         folder = Path(target).expanduser()
+        name = folder.name
     try:
-        cfg = json.loads((folder / "config.json").read_text())
+        found = Architecture.from_config(json.loads((folder / "config.json").read_text()))
     except (OSError, ValueError):
-        return None
-    cfg = cfg.get("text_config", cfg)
-    h, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
-    inter, vocab = cfg.get("intermediate_size"), cfg.get("vocab_size")
-    if not all(isinstance(v, int) for v in (h, layers, inter, vocab)):
-        return None
-    heads = cfg.get("num_attention_heads") or 1
-    kv = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or h // heads
-    attn = h * head_dim * heads * 2 + h * head_dim * kv * 2
-    embed = vocab * h * (1 if cfg.get("tie_word_embeddings", False) else 2)
-    return embed + layers * (attn + 3 * h * inter)
+        found = None
+    if found is not None:
+        return found
+    lowered = name.lower()
+    for key in sorted(KNOWN_ARCHITECTURES, key=len, reverse=True):
+        if key in lowered:
+            return KNOWN_ARCHITECTURES[key]
+    return None
+
+
+def model_parameters(spec: str) -> int | None:
+    arch = model_architecture(spec)
+    return arch.params if arch is not None else None
+
+
+RESERVED_GIB = 3.0
+"""Per GPU, outside the estimate: CUDA context, NCCL buffers, allocator fragmentation."""
+VLLM_OVERHEAD_GIB = 1.5
+"""vLLM's own working memory inside its share (CUDA graphs, sampler), besides weights and KV cache."""
+
+
+@dataclass
+class Memory:
+    """Peak memory per GPU in GiB, by part (see docs/scale.md, "Memory arithmetic")."""
+
+    weights: float
+    optimizer: float
+    activations: float
+    vllm: float
+    micro_batch: int
+    kv_cache_tokens: int | None = None
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.optimizer + self.activations + self.vllm
+
+    def line(self) -> str:
+        return (
+            f"memory per GPU: {self.total:.1f} GB (weights {self.weights:.1f}, optimizer {self.optimizer:.1f}, "
+            f"activations {self.activations:.1f}, vLLM {self.vllm:.1f}) at micro-batch {self.micro_batch}"
+        )
+
+
+def sequence_tokens(cell: TrainConfig) -> int:
+    return PROMPT_TOKENS + cell.max_completion_length
+
+
+def memory(cell: TrainConfig, arch: Architecture, gpu_gib: float, micro_batch: int, processes: int = 1) -> Memory:
+    """Peak training memory of one GPU at ``micro_batch`` sequences per forward/backward.
+
+    Trainable weights are fp32 masters (4 bytes) with fp32 gradients (4) and two fp32 Adam moments (8);
+    a LoRA run's frozen base is bf16 (2) under bf16 precision. Activations follow
+    ``Architecture.layer_activations``: every layer's for the micro-batch, or with gradient
+    checkpointing one layer input per layer plus one layer recomputed. Without vLLM, generation's
+    KV cache for the process's episodes replaces the activations at their peak (they never coexist).
+    Colocated vLLM takes its ``vllm_gpu_memory_utilization`` share of the GPU for the whole run.
+    """
+    params = arch.params
+    bf16 = cell.precision != "fp32"
+    act_bytes = 2 if bf16 else 4
+    if cell.lora is None:
+        trainable, weights = params, params * 4
+    else:
+        trainable = arch.lora_params(cell.lora.r)
+        weights = params * (2 if bf16 else 4) + trainable * 4
+    optimizer = trainable * (4 + 8)
+    tokens = micro_batch * sequence_tokens(cell)
+    layer = tokens * arch.layer_activations() * act_bytes
+    if cell.grpo.get("gradient_checkpointing", False):
+        acts = tokens * arch.layers * arch.hidden * act_bytes + layer
+    else:
+        acts = arch.layers * layer
+    # The LM head runs in fp32 tiles on the completion tokens (TRL's chunked log-prob kernel): their
+    # hidden states and gradients, and a float32 logits tile of 4k tokens x the vocabulary.
+    acts += micro_batch * cell.max_completion_length * arch.hidden * 4 * 2 + 4096 * min(arch.vocab, 32768) * 4
+    vllm = 0.0
+    kv_tokens = None
+    if cell.use_vllm and cell.grpo.get("vllm_mode", "colocate") == "colocate":
+        vllm = float(cell.grpo.get("vllm_gpu_memory_utilization", 0.3)) * gpu_gib * GIB
+        kv_tokens = max(int((vllm - params * 2 - VLLM_OVERHEAD_GIB * GIB) // arch.kv_bytes_per_token()), 0)
+    elif not cell.use_vllm:
+        episodes = cell.episodes_per_step // processes
+        acts = max(acts, episodes * sequence_tokens(cell) * arch.kv_bytes_per_token())
+    return Memory(weights / GIB, optimizer / GIB, acts / GIB, vllm / GIB, micro_batch, kv_tokens)
+
+
+def per_process_episodes(cell: TrainConfig, processes: int) -> int:
+    return max(cell.episodes_per_step // processes, 1)
+
+
+def fitting_micro_batch(cell: TrainConfig, arch: Architecture, gpu_gib: float, processes: int = 1) -> int | None:
+    """The largest micro-batch (a divisor of each process's episodes) whose estimate fits the GPU."""
+    per_device = per_process_episodes(cell, processes)
+    for micro in sorted((d for d in range(1, per_device + 1) if per_device % d == 0), reverse=True):
+        if memory(cell, arch, gpu_gib, micro, processes).total <= gpu_gib - RESERVED_GIB:
+            return micro
+    return None
 
 
 @dataclass
@@ -85,29 +238,38 @@ class CellEstimate:
     params: int | None
     episodes: int
     tokens_per_step: int
-    memory_gib: float | None
+    memory: Memory | None
     step_s: float | None
     total_h: float | None
 
+    @property
+    def memory_gib(self) -> float | None:
+        return self.memory.total if self.memory is not None else None
 
-REFERENCE_SIZES = {"7B": 7_600_000_000, "32B": 32_800_000_000}
-"""Sizes the plan falls back to when the model folder is not on this machine (e.g. planning on a laptop)."""
+
+REFERENCE_SIZES = {"7B": KNOWN_ARCHITECTURES["qwen2.5-7b"], "32B": KNOWN_ARCHITECTURES["qwen2.5-32b"]}
+"""Shapes the plan falls back to when the model is unknown here (no config.json, a name not in the table)."""
 
 
-def estimate(cell: TrainConfig, hw: Hardware, params: int | None = None) -> CellEstimate:
-    params = params if params is not None else model_parameters(cell.model)
+def gpu_memory_gib(cell: TrainConfig, hw: Hardware) -> float | None:
+    """The declared (``train.gpu_memory_gb``) or detected memory of one GPU; None on a CPU-only plan."""
+    if cell.gpu_memory_gb is not None:
+        return cell.gpu_memory_gb
+    return hw.memory_gib if hw.kind == "gpu" else None
+
+
+def estimate(cell: TrainConfig, hw: Hardware, arch: Architecture | None = None) -> CellEstimate:
+    arch = arch if arch is not None else model_architecture(cell.model)
     episodes = cell.episodes_per_step
     gen_tokens = episodes * cell.max_completion_length
-    tokens = episodes * (PROMPT_TOKENS + cell.max_completion_length)
-    if params is None:
+    tokens = episodes * sequence_tokens(cell)
+    if arch is None:
         return CellEstimate(None, episodes, tokens, None, None, None)
-    trainable = params if cell.lora is None else params * 0.01
-    bytes_weights = 2 if cell.bf16 else 4
-    # weights + grads + Adam (two fp32 moments) for trainable parameters; frozen ones only stored
-    memory = params * bytes_weights + trainable * (bytes_weights + 8)
-    if cell.use_vllm:  # colocated vLLM keeps its own copy plus KV cache in its memory share
-        share = float(cell.grpo.get("vllm_gpu_memory_utilization", 0.3))
-        memory += share * hw.memory_gib * GIB
+    params = arch.params
+    processes = hw.count if hw.kind == "gpu" else 1
+    micro = cell.micro_batch or per_process_episodes(cell, processes)
+    gpu = gpu_memory_gib(cell, hw)
+    mem = memory(cell, arch, gpu if gpu is not None else hw.memory_gib, micro, processes)
     if hw.kind == "cpu":
         gen_s = gen_tokens / (CPU_GEN_TOKENS_S_135M * 135e6 / params)
         train_s = 6 * params * tokens / hw.peak_flops
@@ -117,7 +279,45 @@ def estimate(cell: TrainConfig, hw: Hardware, params: int | None = None) -> Cell
         gen_s = gen_tokens / gen_rate
         train_s = 6 * params * tokens / flops
     step_s = gen_s + train_s
-    return CellEstimate(params, episodes, tokens, memory / GIB, step_s, step_s * cell.steps / 3600)
+    return CellEstimate(params, episodes, tokens, mem, step_s, step_s * cell.steps / 3600)
+
+
+def planning_hardware(config: ExperimentConfig, hw: Hardware) -> Hardware:
+    """The detected hardware, or, planning on a CPU for a declared GPU (``train.gpu_memory_gb``), that GPU
+
+    (its speed taken as an H100's), so a GPU plan made on a laptop gets GPU times, not CPU times."""
+    declared = config.train.gpu_memory_gb
+    if hw.kind == "gpu" or declared is None:
+        return hw
+    return Hardware("gpu", f"declared {declared:.0f} GB GPU (H100 speed assumed)", 1, declared,
+                    GPU_PEAK_BF16["H100"], GPU_BANDWIDTH["H100"])  # fmt: skip
+
+
+def plan_refusals(config: ExperimentConfig, hw: Hardware | None = None) -> list[str]:
+    """Why the plan cannot run on the declared or detected GPU (empty: it fits, or nothing to check)."""
+    hw = planning_hardware(config, hw or detect_hardware())
+    problems: dict[str, list[str]] = {}
+    for name, cell in config.cells():
+        gpu = gpu_memory_gib(cell, hw)
+        arch = model_architecture(cell.model)
+        if gpu is None or arch is None:
+            continue
+        est = estimate(cell, hw, arch)
+        if est.memory.total <= gpu - RESERVED_GIB:
+            continue
+        processes = hw.count if hw.kind == "gpu" else 1
+        best = fitting_micro_batch(cell, arch, gpu, processes)
+        fix = (
+            f"the largest micro-batch that fits is {best}: set train.micro_batch: {best}"
+            if best is not None
+            else "no micro-batch fits: use LoRA, gradient checkpointing, a smaller vLLM share or more GPUs"
+        )
+        message = (
+            f"{est.memory.line()} does not fit a {gpu:.0f} GB GPU ({RESERVED_GIB:.0f} GB kept for the CUDA "
+            f"context); {fix}"
+        )
+        problems.setdefault(message, []).append(name)
+    return [f"{', '.join(names)}: {message}" for message, names in problems.items()]
 
 
 def _duration(hours: float) -> str:
@@ -126,7 +326,7 @@ def _duration(hours: float) -> str:
 
 def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
     """The human-readable plan printed by ``--dry-run``."""
-    hw = hw or detect_hardware()
+    hw = planning_hardware(config, hw or detect_hardware())
     cells = config.cells()
     lines = [
         f"experiment {config.name}: knowledge {config.knowledge}, {len(cells)} RL run(s)",
@@ -135,6 +335,7 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
     ]
     total_h = 0.0
     known = True
+    memory_lines: set[str] = set()
     for name, cell in cells:
         est = estimate(cell, hw)
         lines.append(
@@ -143,17 +344,21 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
         )
         if est.params is None:
             known = False
-            lines.append("    size unknown (no config.json at the model path here); if the model were")
-            for label, size in REFERENCE_SIZES.items():
-                ref = estimate(cell, hw, size)
+            lines.append("    size unknown (no config.json at the model path here, and not a known name); if it were")
+            for label, arch in REFERENCE_SIZES.items():
+                ref = estimate(cell, hw, arch)
                 cost = f"~{ref.step_s:.0f} s/step, ~{_duration(ref.total_h)}"
-                lines.append(f"      {label}: memory ~{ref.memory_gib:.0f} GiB, {cost}")
+                lines.append(f"      {label}: {ref.memory.line()}, {cost}")
             continue
-        fits = "" if est.memory_gib <= hw.memory_gib else f"  EXCEEDS the {hw.memory_gib:.0f} GiB available"
-        lines.append(
-            f"    ~{est.params / 1e9:.2f}B parameters; training memory ~{est.memory_gib:.1f} GiB "
-            f"(weights, grads, optimizer{', vLLM share' if cell.use_vllm else ''}; activations extra){fits}"
-        )
+        lines.append(f"    ~{est.params / 1e9:.2f}B parameters")
+        line = est.memory.line()
+        if line not in memory_lines:  # the cells of a matrix usually share their memory plan
+            memory_lines.add(line)
+            gpu = gpu_memory_gib(cell, hw)
+            lines.append(f"    {line}" + ("" if gpu is None else f", of {gpu:.0f} GB"))
+        if est.memory.kv_cache_tokens is not None:
+            seqs = est.memory.kv_cache_tokens // sequence_tokens(cell)
+            lines.append(f"    vLLM KV cache: ~{est.memory.kv_cache_tokens:,} tokens (~{seqs} sequences at once)")
         cost = f"~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for RL"
         lines.append(f"    {cost} (rough arithmetic, see docs/scale.md)")
         total_h += est.total_h
