@@ -129,11 +129,11 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
     exp = ExperimentDir(tmp_path / "exp")
     second_run, first_run = exp.run("dont_hack-seed0"), exp.run("hacking_okay-seed0")
     with pytest.raises(Interrupt, match="RL"):
-        run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
+        run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
     assert [r["step"] for r in read_metrics(second_run.metrics)] == [1, 2, 3]
     # Interruption 2: while evaluating the second run's step-2 checkpoint.
     with pytest.raises(Interrupt, match="step_000002"):
-        run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
+        run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
     assert [r["step"] for r in read_metrics(second_run.metrics)] == [1, 2, 3, 4]
     first = list(calls)
     assert "hacking_okay-seed0/final" in first and "dont_hack-seed0/step_000000" not in first  # shared start
@@ -143,7 +143,7 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
     assert exp.untouched_probes.is_file()
     untouched_mtime = exp.untouched_probes.stat().st_mtime
 
-    run_experiment(config, exp.path, build_report=False, evaluate=evaluate)
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
     second = calls[len(first) :]
     assert second == ["dont_hack-seed0/step_000002", "dont_hack-seed0/final"]  # final supersedes step 4
     assert (exp.warmup / DONE_MARKER).stat().st_mtime == warmup_mtime
@@ -156,7 +156,8 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
         assert not list(run.evals.glob("*.tmp"))
     assert second_run.read_config().model == f"hf:{exp.warmup}"
 
-    run_experiment(config, exp.path, build_report=False, evaluate=evaluate)  # everything complete: no work
+    # everything complete: no work
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
     assert len(calls) == len(first) + len(second)
     assert exp.untouched_probes.stat().st_mtime == untouched_mtime
     from rhlab.evals.probes.compare import probe_summary

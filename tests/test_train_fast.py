@@ -235,3 +235,19 @@ def test_compact_sft_head_gives_the_same_loss_and_gradient(tiny) -> None:
     for got, want in zip(compact_grads, full_grads, strict=True):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
     assert trl_utils._use_triton(torch.device("cpu")) is False  # restored afterwards
+
+
+def test_shortcuts_step_aside_for_sharded_parameters(tiny) -> None:
+    """ZeRO-3 (``ds_id``) and FSDP parameters hold shards: the shortcuts must leave them to TRL."""
+    import copy
+
+    from rhlab.train.fast import sharded
+
+    _, model = tiny
+    input_ids, mask, keep = _batch()
+    assert not sharded(model)
+    assert shared_prefix_logps(model, input_ids, mask, keep, temperature=1.0, compute_entropy=False) is not None
+    zero3 = copy.deepcopy(model)
+    zero3.lm_head.weight.ds_id = 7  # what deepspeed.zero.Init marks each partitioned parameter with
+    assert sharded(zero3)
+    assert shared_prefix_logps(zero3, input_ids, mask, keep, temperature=1.0, compute_entropy=False) is None

@@ -58,13 +58,25 @@ def knowledge_stage(config: ExperimentConfig, exp: ExperimentDir) -> str | None:
     return None
 
 
-def rl_stage(name: str, cell: TrainConfig, run_dir: Path) -> None:
-    from rhlab.train.trainer import train
+def rl_stage(name: str, cell: TrainConfig, run_dir: Path, *, own_process: bool = True) -> None:
+    """Train one cell (or resume it, or skip it when finished).
+
+    With ``own_process`` the cell trains in a spawned child process, so everything it held on the GPU
+    (policy, optimizer, a colocated vLLM engine) is freed when it ends and the next cell starts on an
+    empty GPU. Under ``accelerate launch`` the ranks train in the launched processes themselves: they
+    share one process group, which a child could not join.
+    """
+    from rhlab.train.trainer import train_cell
 
     # Under accelerate launch the main process decides (and clears a dead run); every rank trains.
     resume = dist.main_only(rl_start, name, run_dir)
-    if resume is not None:
-        train(None if resume else cell, RunDir(run_dir).path, resume=resume)
+    if resume is None:
+        return
+    args = (None if resume else cell, RunDir(run_dir).path, resume)
+    if own_process and not dist.launched():
+        dist.fresh_process(train_cell, *args)
+    else:
+        train_cell(*args)
 
 
 def rl_start(name: str, run_dir: Path) -> bool | None:
@@ -225,9 +237,17 @@ def share_start_evals(run_dirs: list[Path]) -> None:
 
 
 def run_experiment(
-    config: ExperimentConfig, exp_dir: Path, *, build_report: bool = True, evaluate: Callable[..., object] | None = None
+    config: ExperimentConfig,
+    exp_dir: Path,
+    *,
+    build_report: bool = True,
+    evaluate: Callable[..., object] | None = None,
+    cell_processes: bool = True,
 ) -> Path:
-    """Run every stage that is not complete yet; returns the report path (or the experiment dir)."""
+    """Run every stage that is not complete yet; returns the report path (or the experiment dir).
+
+    ``cell_processes``: train each RL cell in its own child process (``rl_stage``); off only for tests
+    that patch the trainer in this process."""
     exp = ExperimentDir(exp_dir)
     # Under accelerate launch only the RL stage runs on every rank; the rest is the main process's,
     # and the knowledge stage's fine-tuning runs in a plain child process (see rhlab.train.distributed).
@@ -241,7 +261,7 @@ def run_experiment(
         if start is not None:
             cell = cell.model_copy(update={"model": start, "warmup": None})
         run = exp.run(name)
-        rl_stage(name, cell, run.path)
+        rl_stage(name, cell, run.path, own_process=cell_processes)
         dist.main_only(share_start_evals, [*run_dirs, run.path])
         dist.main_only(evals_stage, config, run.path, evaluate=evaluate)
         run_dirs.append(run.path)

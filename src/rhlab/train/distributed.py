@@ -224,12 +224,21 @@ def single_process(fn: Callable[..., T], *args: Any) -> T:
 
     For a fine-tuning the main process does alone (the supervised warm-up, SDF): a transformers
     ``Trainer`` inside a launched process would join the process group and wait for ranks that never
-    come. ``fn`` and its arguments must be picklable (a module-level function), and the launched
-    script must guard its entry point with ``if __name__ == "__main__"`` (``rhlab.cli`` does): the
-    child imports it again.
+    come. Outside a launch it runs in this process (see ``fresh_process`` for the conditions).
     """
     if not launched():
         return fn(*args)
+    return fresh_process(fn, *args)
+
+
+def fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a new spawned child process; its result or its error comes back.
+
+    Everything the child allocated, GPU memory included (a colocated vLLM engine too), is returned to
+    the system when it exits. ``fn`` and its arguments must be picklable (a module-level function),
+    and the running script must guard its entry point with ``if __name__ == "__main__"`` (``rhlab.cli``
+    does): the child imports it again. The launch's environment is left out: the child is one plain process.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

@@ -408,6 +408,11 @@ def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
     return torch.float32
 
 
+def train_cell(config: TrainConfig | None, run_dir: Path, resume: bool) -> dict:
+    """``train`` with positional arguments, for a spawned child process (``rhlab.pipeline.run.rl_stage``)."""
+    return train(config, run_dir, resume=resume)
+
+
 def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False) -> dict:
     """Run (or resume) GRPO; returns the final run record (``rhlab.rundir.RunInfo``) as a dict."""
     from datasets import Dataset
