@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import typer
 
+from rhlab.doctor import doctor_command
 from rhlab.env.cli import env_app, grade
 from rhlab.evals.cli import eval_command, judge_app
 from rhlab.evals.probes.cli import probe_app
@@ -61,6 +62,7 @@ app.command("train")(train_command)
 app.command("rescore")(rescore_command)
 app.command("run")(run_command)
 app.command("report")(report_command)
+app.command("doctor")(doctor_command)
 
 
 def main() -> None:
