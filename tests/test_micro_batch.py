@@ -139,3 +139,11 @@ def test_grpo_args_follow_the_micro_batch(tmp_path) -> None:
     args = grpo_args(TrainConfig(prompts_per_step=4, group_size=4, micro_batch=2), tmp_path)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 8)
     assert args.steps_per_generation == 8 and args.generation_batch_size == 16, "one generation per step"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU case")
+def test_vllm_without_a_gpu_is_refused_when_the_run_starts(tmp_path) -> None:
+    from rhlab.train.trainer import RunError, grpo_args
+
+    with pytest.raises(RunError, match="use_vllm needs a CUDA GPU"):
+        grpo_args(TrainConfig(use_vllm=True), tmp_path)
