@@ -260,7 +260,9 @@ def main() -> int:
 
     on_gpu = not args.cpu
     if on_gpu and not torch.cuda.is_available():
-        print("no CUDA GPU visible: run with --cpu for the toy-size mechanics", file=sys.stderr)
+        build = f"torch {torch.__version__} is a CPU build; " if torch.version.cuda is None else ""
+        print(f"no CUDA GPU visible ({build}PYTHON={sys.executable}): use the machine's own CUDA Python, "
+              "or --cpu for the toy-size mechanics", file=sys.stderr)  # fmt: skip
         return 2
     size = GPU if on_gpu else TOY
     shutil.rmtree(args.out, ignore_errors=True)

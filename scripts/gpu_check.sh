@@ -14,7 +14,12 @@
 #   bash scripts/gpu_check.sh --cpu                   # the same stages' mechanics at toy size on a CPU (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+# On a GPU, the machine's own Python and torch: a CPU venv's torch (+cpu) satisfies rhlab's pin but has no
+# CUDA. --cpu uses the project venv when there is one.
+case " $* " in
+  *" --cpu "*) PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)} ;;
+  *) PYTHON=${PYTHON:-python3} ;;
+esac
 OUT=${OUT:-runs/gpu_check}
 WHEELS=""
 ARGS=()
