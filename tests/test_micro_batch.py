@@ -100,7 +100,7 @@ def test_micro_batches_give_the_loss_and_gradient_of_one_batch(tiny_path, tmp_pa
     batch = _generation_batch(flat_groups=(1, 3))
     exact, exact_grads, _ = _step(tiny_path, tmp_path, 12, batch, shared_prefix=False, drop=drop, dtype=torch.float64)
     assert exact.abs() > 0 and any(g is not None and g.abs().max() > 0 for g in exact_grads)
-    for micro in (12, 4, 2):
+    for micro in (12, 2) if shared_prefix else (4,):  # 12: one pass, as the float64 reference
         loss, grads, skipped = _step(tiny_path, tmp_path, micro, batch, shared_prefix=shared_prefix, drop=drop)
         assert not skipped
         assert (loss - exact).abs() <= _float32_tolerance(exact), (micro, float(loss), float(exact))
