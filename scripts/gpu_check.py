@@ -108,19 +108,23 @@ def memory_probe(size: dict, on_gpu: bool) -> dict:
                          tie_word_embeddings=arch.tied)  # fmt: skip
     device = "cuda" if on_gpu else "cpu"
     dtype = torch.bfloat16 if on_gpu else torch.float32
-    with torch.device(device):
-        model = Qwen2ForCausalLM(config).to(dtype)  # random weights: nothing to download
+    torch.set_default_dtype(dtype)  # built in bf16 directly: a 7.6B fp32 copy would be 30 GB
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(config)  # random weights: nothing to download
+    finally:
+        torch.set_default_dtype(torch.float32)
     model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules="all-linear", task_type="CAUSAL_LM"))
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
-    tokens = size["probe_tokens"]
-    completion = tokens // 2
-    results = []
     from rhlab.pipeline.plan import PROMPT_TOKENS
 
+    tokens = size["probe_tokens"]
+    completion = tokens - PROMPT_TOKENS if tokens > PROMPT_TOKENS else tokens // 2  # the estimate's split
+    results = []
     for micro in size["micro"]:
-        cell = TrainConfig(lora={"r": 32}, precision="bf16" if on_gpu else "fp32", prompts_per_step=micro,
-                           group_size=2, max_completion_length=tokens - PROMPT_TOKENS if on_gpu else completion,
+        cell = TrainConfig(lora={"r": 32}, precision="bf16" if on_gpu else "fp32", prompts_per_step=max(micro // 2, 1),
+                           group_size=2, max_completion_length=completion,
                            grpo={"gradient_checkpointing": True})  # fmt: skip
         estimate = memory(cell, arch, 80.0, micro)
         training = estimate.weights + estimate.optimizer + estimate.activations  # the probe runs no vLLM
