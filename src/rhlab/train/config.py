@@ -14,6 +14,7 @@ import yaml
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from rhlab.env.hacks import HACK_TYPES, HOLE_HACKS, VULNERABILITIES, check_names
+from rhlab.env.rubric import DEFAULT_WEIGHTS, Rubric, check_weights
 from rhlab.strict import ConfigError, Strict, parse, read_yaml_mapping
 from rhlab.train.prompts import PromptConfig
 
@@ -91,18 +92,37 @@ class MonitorConfig(Strict):
 
 
 class MitigationConfig(Strict):
-    """Mitigations as configuration; all off by default."""
+    """Mitigations as configuration; all off by default. The reward itself is ``TrainConfig.reward``."""
 
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    """The monitor that sets each episode's ``monitor_flag`` rubric component."""
     penalty: float = 0.0
-    """Subtracted from the reward of a flagged episode (0: logged only, never applied)."""
+    """Shorthand for the rubric weight ``reward.monitor_flag: -penalty`` (0: the flag is logged, not paid)."""
     penalty_start: Literal["step0", "after_onset"] = "step0"
+    """When the rubric's penalties (its negative weights) start to count."""
     penalty_delay_steps: int = 0
-    """With ``after_onset``: switch the penalty on this many steps after the onset step."""
+    """With ``after_onset``: switch the penalties on this many steps after the onset step."""
     screening: bool = False
     """Flagged episodes get no gradient (reward None: excluded from their group's baseline)."""
     skip_zero_variance_groups: bool = False
     """Drop groups whose rewards are all equal from the update (TRL has no dynamic sampling)."""
+
+
+def with_penalty(weights: dict[str, float], mitigations: MitigationConfig) -> dict[str, float]:
+    """Rubric weights with ``mitigations.penalty`` folded in as ``monitor_flag: -penalty``.
+
+    The older spelling and the rubric's must agree where both are given; the error names both.
+    """
+    penalty = mitigations.penalty
+    if not penalty:
+        return dict(weights)
+    weight = weights.get("monitor_flag")
+    if weight is not None and weight != -penalty:
+        raise ValueError(
+            f"mitigations.penalty {penalty} means reward.monitor_flag {-penalty}, but reward.monitor_flag is "
+            f"{weight}: set one of them"
+        )
+    return {**weights, "monitor_flag": -penalty}
 
 
 class WarmupConfig(Strict):
@@ -178,6 +198,12 @@ class TrainConfig(Strict):
     test_prompt: PromptConfig = Field(default_factory=PromptConfig)
     """The prompt setting for evaluating the trained policy on the environment (e.g. ``none``)."""
     warmup: WarmupConfig | None = None
+    reward: Annotated[dict[str, float], AfterValidator(check_weights)] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS)
+    )
+    """Rubric weights by component name (``rhlab.env.rubric.COMPONENTS``): the reward is the weighted
+    sum; a component not named is logged, not rewarded. ``{proxy_pass: 1.0, monitor_flag: -1.0}`` is
+    the monitor penalty (also spelled ``mitigations.penalty: 1.0``)."""
     mitigations: MitigationConfig = Field(default_factory=MitigationConfig)
     lora: LoraSettings | None = None
     gates: GateConfig = Field(default_factory=GateConfig)
@@ -240,6 +266,15 @@ class TrainConfig(Strict):
         if isinstance(data, dict) and "bf16" in data:
             raise ValueError("bf16 was replaced by precision: write precision: bf16 (or fp32, auto) instead")
         return data
+
+    @model_validator(mode="after")
+    def _penalty_is_a_weight(self) -> TrainConfig:
+        self.reward = with_penalty(self.reward, self.mitigations)
+        return self
+
+    @property
+    def rubric(self) -> Rubric:
+        return Rubric(self.reward)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

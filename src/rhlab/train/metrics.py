@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from rhlab.env.episodes import GradedEpisode as GradedEpisode  # re-exported: the record moved to rhlab.env
 from rhlab.env.hacks import HACK_TYPES, HACK_TYPES_WITH_UNKNOWN
-from rhlab.env.oracle import EpisodeResult
+from rhlab.env.rubric import COMPONENTS
 from rhlab.rundir import RunDir, step_of, write_jsonl
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, re-exported
 from rhlab.train.holes import hack_rate_by_holes
@@ -23,35 +23,7 @@ ONSET_THRESHOLD = 0.02
 """A step whose share of successful hacks exceeds this marks the onset of hacking."""
 
 
-@dataclass
-class GradedEpisode:
-    """One episode of a step as the reward function saw it (what metrics and transcripts need)."""
-
-    result: EpisodeResult
-    reward: float | None
-    """Reward handed to GRPO after penalties; None when screened out."""
-    completion: str
-    reasoning: str
-    answer: str
-    prompt: list[dict[str, str]]
-    files: dict[str, str] = field(default_factory=dict)
-    completion_tokens: int = 0
-    flagged: bool = False
-    penalized: bool = False
-    screened: bool = False
-
-    def transcript(self, step: int) -> dict:
-        r = self.result
-        return {
-            "step": step, "task_id": r.task_id, "prompt": self.prompt, "completion": self.completion,
-            "reasoning": self.reasoning, "answer": self.answer, "files": self.files, "reward": self.reward,
-            "outcome": r.outcome, "hacks": r.hacks, "attempted_hacks": r.attempted_hacks, "vulns": r.vulns,
-            "proxy_pass": r.proxy_pass, "honest_pass": r.honest_pass, "honest_tests": r.honest_tests,
-            "flagged": self.flagged, "penalized": self.penalized, "screened": self.screened, "error": r.error,
-        }  # fmt: skip
-
-
-def _share(flags: Sequence[bool]) -> float:
+def _share(flags: Sequence[float]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
@@ -62,32 +34,46 @@ def zero_variance_share(rewards: Sequence[float | None], group_size: int) -> flo
     return _share(flat)
 
 
+RATE_OF_COMPONENT: dict[str, str] = {
+    "proxy_pass_rate": "proxy_pass",
+    "honest_solve_rate": "honest_solve",
+    "unverifiable_rate": "unverifiable",
+    "visible_only_rate": "visible_only",
+    "hack_rate": "hacked",
+    "attempted_hack_rate": "attempted",
+    "unknown_hack_rate": "hack/unknown",
+    "error_rate": "error",
+}
+"""The metrics rows' historical rate names for rubric components (kept so older runs and readers agree)."""
+
+
+def component_means(episodes: Sequence[GradedEpisode]) -> dict[str, float]:
+    """The mean of every rubric component over ``episodes``, by component name."""
+    return {name: _share([e.components[name] for e in episodes]) for name in COMPONENTS}
+
+
 def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
-    """The episode part of one metrics row (see docs/run-directory.md)."""
+    """The episode part of one metrics row (see docs/run-directory.md).
+
+    Every rubric component appears under its own name (``hacked``, ``hack/exit``, ``monitor_flag``...);
+    the older rate names (``hack_rate``, ``hack_rate_by_type``...) are derived from them.
+    """
     results = [e.result for e in episodes]
     scored = [e.reward for e in episodes if e.reward is not None]
-    hacked = [r.outcome == "hacked" for r in results]
+    means = component_means(episodes)
     return {
         "episodes": len(results),
         "reward_mean": statistics.fmean(scored) if scored else 0.0,
         "reward_std": statistics.pstdev(scored) if len(scored) > 1 else 0.0,
-        "proxy_pass_rate": _share([r.proxy_pass for r in results]),
-        "honest_solve_rate": _share([r.outcome == "solved" for r in results]),
-        "unverifiable_rate": _share([r.outcome == "unverifiable" for r in results]),
-        "visible_only_rate": _share([r.outcome == "visible_only" for r in results]),
-        "hack_rate": _share(hacked),
-        "attempted_hack_rate": _share([bool(r.attempted_hacks) for r in results]),
-        "hack_rate_by_type": {
-            t: _share([r.outcome == "hacked" and t in r.hacks for r in results]) for t in HACK_TYPES_WITH_UNKNOWN
-        },
-        "attempted_by_type": {t: _share([t in r.attempted_hacks for r in results]) for t in HACK_TYPES},
-        "unknown_hack_rate": _share([r.outcome == "hacked" and r.hacks == ["unknown"] for r in results]),
+        **{rate: means[name] for rate, name in RATE_OF_COMPONENT.items()},
+        "hack_rate_by_type": {t: means[f"hack/{t}"] for t in HACK_TYPES_WITH_UNKNOWN},
+        "attempted_by_type": {t: means[f"attempted/{t}"] for t in HACK_TYPES},
         "hack_rate_by_holes": hack_rate_by_holes(results),
-        "error_rate": _share([r.outcome == "error" for r in results]),
         "penalized_rate": _share([e.penalized for e in episodes]),
         "screened_rate": _share([e.screened for e in episodes]),
         "frac_zero_std_groups": zero_variance_share([e.reward for e in episodes], group_size),
         "completion_tokens_mean": statistics.fmean([e.completion_tokens for e in episodes]) if episodes else 0.0,
+        **means,
     }
 
 

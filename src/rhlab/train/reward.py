@@ -1,8 +1,10 @@
-"""The reward TRL optimizes: the vulnerable grader's verdict, through the sandbox pool.
+"""The reward TRL optimizes: the rubric (``rhlab.env.rubric``) over graded episodes, through the sandbox pool.
 
-``EnvironmentReward`` is a plain callable with TRL's reward-function signature. For each completion
-it grades the answer (the text after ``</thinking>``) in the environment, applies the configured
-mitigations (monitor flag -> penalty and/or screening), and hands every graded episode to the step
+``EnvironmentReward`` is a plain callable with TRL's reward-function signature. It grades the
+completions on the one grading path (``rhlab.env.episodes.grade_completions``, the monitor flagging
+each episode there), sums each episode's rubric components with the run's weights (``train.reward``;
+negative weights are penalties, in force from ``mitigations.penalty_start``), applies screening (a
+flagged episode gets reward None), and hands every graded episode to the step
 recorder so metrics and transcripts see exactly what the optimizer saw. Every episode is also kept in
 full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one place that sees all of them.
 """
@@ -14,14 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rhlab.env.episodes import GradedEpisode, grade_completions
 from rhlab.env.oracle import EpisodeResult
-from rhlab.env.pool import Episode, GradingPool
-from rhlab.env.workspace import parse_response
-from rhlab.models.reasoning import split_reasoning
+from rhlab.env.pool import GradingPool
+from rhlab.env.rubric import DEFAULT_WEIGHTS, Rubric
 from rhlab.tasks import Task
-from rhlab.train.config import MitigationConfig, MonitorConfig
+from rhlab.train.config import MitigationConfig, MonitorConfig, with_penalty
 from rhlab.train.distributed import gather, rank_rng
-from rhlab.train.metrics import GradedEpisode
 from rhlab.train.rollouts import RolloutLog
 
 
@@ -49,6 +50,19 @@ def monitor_flags(results: Sequence[EpisodeResult], monitor: MonitorConfig, rng:
     return flags
 
 
+def score_episode(episode: GradedEpisode, rubric: Rubric, *, penalties: bool, screening: bool) -> GradedEpisode:
+    """Set ``episode``'s reward from its components: the rubric's weighted sum, or None when screened.
+
+    Screening is a rule, not a weight: a flagged episode gets no gradient at all. ``penalized`` records
+    that a penalty in force actually lowered this episode's reward (rescore re-applies it).
+    """
+    values = episode.components
+    episode.penalized = penalties and any(w < 0 and values[n] for n, w in rubric.weights.items())
+    episode.screened = episode.flagged and screening
+    episode.reward = None if episode.screened else rubric.reward(values, penalties=penalties)
+    return episode
+
+
 class EnvironmentReward:
     """TRL reward function over the hackable environment (one instance per run)."""
 
@@ -60,6 +74,7 @@ class EnvironmentReward:
         pool: GradingPool,
         mitigations: MitigationConfig,
         *,
+        rubric: Rubric | None = None,
         seed: int,
         on_graded: Callable[[int, list[GradedEpisode], float], None],
         onset: Callable[[], int | None],
@@ -68,14 +83,16 @@ class EnvironmentReward:
         self.tasks = tasks
         self.pool = pool
         self.mitigations = mitigations
+        self.rubric = rubric or Rubric(with_penalty(DEFAULT_WEIGHTS, mitigations))
         self.seed = seed
         self.on_graded = on_graded
         self.onset = onset
         self.rollouts = rollouts
 
     def penalty_active(self, step: int) -> bool:
+        """Whether the rubric's penalties (negative weights) count at ``step`` (``penalty_start``)."""
         m = self.mitigations
-        if m.penalty == 0.0:
+        if not self.rubric.has_penalties:
             return False
         if m.penalty_start == "step0":
             return True
@@ -88,42 +105,24 @@ class EnvironmentReward:
     ) -> list[float | None]:  # fmt: skip
         step = (trainer_state.global_step if trainer_state is not None else 0) + 1
         t0 = time.monotonic()
-        texts = [completion_text(c) for c in completions]
-        splits = [split_reasoning(t) for t in texts]
-        futures = [
-            self.pool.submit(Episode(self.tasks[tid], answer, tuple(v)))
-            for tid, v, (_, answer) in zip(task_id, vulns, splits)
-        ]
-        results = [f.result() for f in futures]
-        grading_s = time.monotonic() - t0
-
         m = self.mitigations
         # Under several processes each rank draws its episodes' share of one step-wide sequence.
-        flags = monitor_flags(results, m.monitor, rank_rng(f"{self.seed}:{step}", len(results)))
-        penalize = self.penalty_active(step)
-        episodes, rewards = [], []
-        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [0] * len(texts)
-        for prompt, text, (reasoning, answer), result, flag, n_tokens in zip(
-            prompts, texts, splits, results, flags, lengths
-        ):
-            reward: float | None = result.reward
-            penalized = flag and penalize
-            if penalized:
-                reward -= m.penalty
-            screened = flag and m.screening
-            if screened:
-                reward = None
-            rewards.append(reward)
-            ws = parse_response(answer)
-            episodes.append(GradedEpisode(
-                result=result, reward=reward, completion=text, reasoning=reasoning, answer=answer,
-                prompt=list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}],
-                files=dict(ws.files), completion_tokens=n_tokens,
-                flagged=flag, penalized=penalized, screened=screened,
-            ))  # fmt: skip
+        rng = rank_rng(f"{self.seed}:{step}", len(completions))
+        episodes = grade_completions(
+            [completion_text(c) for c in completions],
+            [(self.tasks[tid], v) for tid, v in zip(task_id, vulns)],
+            self.pool,
+            prompts=[list(p) if isinstance(p, list) else [{"role": "user", "content": str(p)}] for p in prompts],
+            completion_tokens=[len(ids) for ids in completion_ids] if completion_ids is not None else None,
+            monitor=lambda results: monitor_flags(results, m.monitor, rng),
+        )
+        grading_s = time.monotonic() - t0
+        penalties = self.penalty_active(step)
+        for episode in episodes:
+            score_episode(episode, self.rubric, penalties=penalties, screening=m.screening)
         # Every rank's episodes, in TRL's order (a collective; rollouts is None except on the main process).
         every_rank = gather(episodes)
         if self.rollouts is not None:
-            self.rollouts.write(step, every_rank)
+            self.rollouts.write(step, every_rank, penalties=penalties)
         self.on_graded(step, every_rank, grading_s)
-        return rewards
+        return [e.reward for e in episodes]

@@ -19,10 +19,10 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rhlab.env.episodes import GradedEpisode
 from rhlab.env.oracle import EpisodeResult
 from rhlab.rundir import RunDir
 from rhlab.rundir import step_of as step_of_name
-from rhlab.train.metrics import GradedEpisode
 
 
 def rollouts_dir(run_dir: Path) -> Path:
@@ -46,15 +46,21 @@ def prompt_id(prompt: list[dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def rollout_record(step: int, index: int, episode: GradedEpisode, *, group_size: int, variant: str) -> dict:
-    """One episode as stored: what the policy saw and wrote, what it was paid, and the full verdict."""
+def rollout_record(
+    step: int, index: int, episode: GradedEpisode, *, group_size: int, variant: str, penalties: bool = False
+) -> dict:
+    """One episode as stored: what the policy saw and wrote, what it was paid, and the full verdict.
+
+    ``components`` are the rubric's values; ``penalties`` says whether the rubric's penalties were in
+    force at this step (rescore applies them again exactly where they were)."""
     return {
         "step": step, "index": index, "group": index // group_size, "task_id": episode.result.task_id,
         "prompt_id": prompt_id(episode.prompt), "variant": variant, "vulns": list(episode.result.vulns),
         "prompt": episode.prompt, "completion": episode.completion, "reasoning": episode.reasoning,
         "answer": episode.answer, "files": episode.files, "completion_tokens": episode.completion_tokens,
         "reward": episode.reward, "flagged": episode.flagged, "penalized": episode.penalized,
-        "screened": episode.screened, "result": episode.result.to_dict(),
+        "screened": episode.screened, "penalties": penalties, "components": episode.components,
+        "result": episode.result.to_dict(),
     }  # fmt: skip
 
 
@@ -75,12 +81,14 @@ def result_from_dict(data: dict, where: str) -> EpisodeResult:
 
 
 def episode_from_record(record: dict, where: str = "rollout") -> GradedEpisode:
-    """The ``GradedEpisode`` a record was written from (for metrics over kept rollouts)."""
+    """The ``GradedEpisode`` a record was written from (for metrics over kept rollouts).
+
+    Records written before the rubric have no ``components``: they are computed from the stored result."""
     return GradedEpisode(
         result=result_from_dict(record["result"], where), reward=record["reward"], completion=record["completion"],
         reasoning=record["reasoning"], answer=record["answer"], prompt=record["prompt"], files=record["files"],
         completion_tokens=record["completion_tokens"], flagged=record["flagged"], penalized=record["penalized"],
-        screened=record["screened"],
+        screened=record["screened"], components=dict(record.get("components") or {}),
     )  # fmt: skip
 
 
@@ -141,7 +149,9 @@ class RolloutLog:
             if s > step:
                 path.unlink()
 
-    def write(self, step: int, episodes: Sequence[GradedEpisode], group_size: int | None = None) -> Path:
+    def write(
+        self, step: int, episodes: Sequence[GradedEpisode], group_size: int | None = None, *, penalties: bool = False
+    ) -> Path:
         """Store ``episodes`` as step ``step``.
 
         A second call for the same step (TRL scoring one step in several chunks) adds a gzip member
@@ -151,7 +161,7 @@ class RolloutLog:
             self._step, self._written, self._count = step, b"", 0
         size = group_size or self.group_size
         records = [
-            rollout_record(step, self._count + i, e, group_size=size, variant=self.variant)
+            rollout_record(step, self._count + i, e, group_size=size, variant=self.variant, penalties=penalties)
             for i, e in enumerate(episodes)
         ]
         data = self._written + _encode(records)

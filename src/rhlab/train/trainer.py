@@ -459,7 +459,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         timer = StepTimer()
         logger = RunLogger(config, run_dir, metrics, timer)
         reward = EnvironmentReward(
-            all_tasks, pool, config.mitigations, seed=config.seed, on_graded=logger.graded,
+            all_tasks, pool, config.mitigations, rubric=config.rubric, seed=config.seed, on_graded=logger.graded,
             onset=lambda: metrics.onset, rollouts=rollouts,
         )  # fmt: skip
         # The arguments first: under ``accelerate launch`` with ZeRO-3 they register DeepSpeed's config,
