@@ -50,7 +50,7 @@ def test_pre_rubric_rewards_replay_identically() -> None:
         graded: list[list[GradedEpisode]] = []
         reward = EnvironmentReward(
             tasks, RecordedPool(results), config.mitigations, rubric=config.rubric, seed=call["seed"],
-            on_graded=lambda step, episodes, s: graded.append(episodes), onset=lambda c=call: c["onset"],
+            on_graded=lambda step, episodes, s, g=graded: g.append(episodes), onset=lambda c=call: c["onset"],
         )  # fmt: skip
         got = reward(
             prompts=[[{"role": "user", "content": "q"}]] * len(eps),
