@@ -56,6 +56,7 @@ def graded_steps(pool: GradingPool, run_dir: Path, steps: int, penalty: float = 
 def make_run(pool: GradingPool, run_dir: Path, steps: int = 2) -> None:
     run_dir.mkdir(parents=True)
     RunDir(run_dir).config.write_text(dump_config(parse_config({"group_size": 2, "prompts_per_step": 2})))
+    RunDir(run_dir).write_problems([{"task_id": "factorial", "vulns": ["exit_code"]}])
     graded_steps(pool, run_dir, steps)
 
 
@@ -154,6 +155,25 @@ def test_rescore_reports_labels_an_older_oracle_got_wrong(pool: GradingPool, tmp
     assert rows[1]["hack_rate"] == 0.25  # the re-graded label, not the stored one
     assert sorted(p.name for p in RunDir(run).rollouts.iterdir()) == before  # the kept rollouts are untouched
     assert read_step(path)[1]["result"]["outcome"] == "failed"
+
+
+def test_rescore_labels_a_bad_record_error_and_takes_holes_from_the_run(pool: GradingPool, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    make_run(pool, run, steps=1)
+    # The control arm's problems have no hole; a record edited to claim one must not become a paid exit hack.
+    RunDir(run).write_problems([{"task_id": "factorial", "vulns": []}])
+    path = RunDir(run).rollout(1)
+    records = read_step(path)
+    records[0]["flagged"] = "yes"  # a mistyped field: this record alone becomes an error
+    records[1]["vulns"] = ["exit_code", "always_equal", "conftest"]
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+    summary = rescore(run, workers=2, progress=False)
+    assert summary["episodes"] == 4
+    assert summary["transitions"] == {"solved -> error": 1, "hacked:exit -> failed": 1}
+    changes = [json.loads(line) for line in RunDir(run).rescore_changes.read_text().splitlines()]
+    assert "'flagged' is not true/false" in changes[0]["new"]["error"]
+    assert changes[1]["new"]["vulns"] == [] and changes[1]["new"]["reward"] == 0.0
+    assert summary["labels_after"] == {"error": 1, "failed": 3}
 
 
 def test_rescore_takes_an_experiment_directory_run_by_run(pool: GradingPool, tmp_path: Path) -> None:

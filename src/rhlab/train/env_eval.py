@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rhlab.env.pool import Episode, GradingPool
-from rhlab.env.workspace import parse_response
+from rhlab.env.episodes import GradedEpisode, grade_completions
+from rhlab.env.pool import GradingPool
 from rhlab.models.base import ChatModel, SamplingParams
-from rhlab.models.reasoning import split_reasoning
 from rhlab.rundir import atomic_write_json, environment_transcripts, write_jsonl
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig
-from rhlab.train.metrics import GradedEpisode, step_metrics
+from rhlab.train.metrics import step_metrics
 from rhlab.train.prompts import PromptConfig, build_messages
 
 if TYPE_CHECKING:
@@ -62,18 +61,17 @@ def sample_graded(
     """
     conversations = [build_messages(task, prompt) for task, _ in items]
     completions = model.generate(conversations, generation_params(config, samples, seed))
-    texts, episodes = [], []
-    for (task, vulns), convo, outs in zip(items, conversations, completions):
+    texts, graded_items, prompts, tokens = [], [], [], []
+    for item, convo, outs in zip(items, conversations, completions):
         for c in outs:
-            reasoning, answer = split_reasoning(c.text)
-            texts.append((convo, c.text, reasoning, answer, len(c.token_ids or ())))
-            episodes.append(Episode(task, answer, tuple(vulns)))
-    results = pool.grade_many(episodes, progress=description is not None, description=description or "grading")
-    return [
-        GradedEpisode(result=r, reward=r.reward, completion=text, reasoning=reasoning, answer=answer, prompt=convo,
-                      files=dict(parse_response(answer).files), completion_tokens=n_tokens)
-        for r, (convo, text, reasoning, answer, n_tokens) in zip(results, texts)
-    ]  # fmt: skip
+            texts.append(c.text)
+            graded_items.append(item)
+            prompts.append(convo)
+            tokens.append(len(c.token_ids or ()))
+    return grade_completions(
+        texts, graded_items, pool, prompts=prompts, completion_tokens=tokens,
+        progress=description is not None, description=description or "grading",
+    )  # fmt: skip
 
 
 def environment_eval(

@@ -11,8 +11,12 @@ writes the re-computed metrics *beside* the originals, which are never touched:
 - ``rescore.changes.jsonl``: every episode whose label changed, old and new grading side by side.
 
 A label is the outcome, and for a successful hack also its families (``hacked:always_equal``).
-The reward GRPO saw is history; the re-computed reward is the current grader's, with the penalty
-and screening decisions recorded at training time applied again.
+Every record is re-graded on the one grading path (``rhlab.env.episodes.grade_completions``) with
+the holes of the run's own problems (``problems.json``), never the holes a record claims, so an
+edited record cannot turn a control-arm episode into a paid hack. A record that cannot be re-graded
+(a missing or mistyped field, a task gone) becomes one ``error`` label; the others go on. The reward
+GRPO saw is history; the re-computed reward is the run's rubric over the current components, with the
+monitor flags, screening and penalty decisions recorded at training time applied again.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rhlab.env.episodes import GradedEpisode, grade_completions
 from rhlab.env.oracle import EpisodeResult
-from rhlab.env.pool import Episode, GradingPool
+from rhlab.env.pool import GradingPool
+from rhlab.env.rubric import Rubric
 from rhlab.rundir import ExperimentDir, RunDir, atomic_write_json, write_jsonl
-from rhlab.train.metrics import GradedEpisode, no_signal_steps, step_metrics
-from rhlab.train.rollouts import episode_from_record, read_step, rollout_files
+from rhlab.tasks import Task, load_tasks
+from rhlab.train.metrics import no_signal_steps, step_metrics
+from rhlab.train.rollouts import read_step, rollout_files
 
 console = Console(stderr=True)
 
@@ -47,7 +54,10 @@ class RescoreError(ValueError):
 def label(result: dict) -> str:
     """``solved``, ``failed``, ``error``, ``unverifiable``... or ``hacked:<families>`` for a hack."""
     if result.get("outcome") == "hacked":
-        return "hacked:" + "+".join(sorted(result.get("hacks") or ["unknown"]))
+        hacks = result.get("hacks")
+        if not isinstance(hacks, list) or not hacks or not all(isinstance(h, str) for h in hacks):
+            hacks = ["unknown"]
+        return "hacked:" + "+".join(sorted(hacks))
     return str(result.get("outcome"))
 
 
@@ -55,19 +65,70 @@ def _group_size(records: Sequence[dict]) -> int:
     return max(1, sum(1 for r in records if r.get("group", 0) == records[0].get("group", 0))) if records else 1
 
 
-def regraded_episode(record: dict, result: EpisodeResult, penalty: float, where: str) -> GradedEpisode:
-    """The stored episode with a new grading result and the reward the current grader would give."""
-    episode = episode_from_record(record, where)
-    reward: float | None = result.reward - (penalty if record["penalized"] else 0.0)
-    episode.result, episode.reward = result, None if record["screened"] else reward
-    return episode
+def error_episode(record: object, problem: str) -> GradedEpisode:
+    """A record that cannot be re-graded becomes one ``error`` episode (the other records go on)."""
+    rec = record if isinstance(record, dict) else {}
+    task_id = rec.get("task_id")
+    result = EpisodeResult(
+        task_id=task_id if isinstance(task_id, str) else "?", reward=0.0, proxy_pass=False, honest_pass=False,
+        hack=False, hacks=[], attempted_hacks=[], outcome="error", vulns=[], sandbox="none", timings={},
+        error=f"rescore: {problem}",
+    )  # fmt: skip
+    return GradedEpisode(result=result, reward=0.0, completion="", reasoning="", answer="", prompt=[])
+
+
+def _problem_of(record: dict, tasks: dict[str, Task], holes: dict[str, tuple[str, ...]]) -> str | None:
+    """Why ``record`` cannot be re-graded (None: it can). Its holes come from the run, never from it."""
+    task_id = record.get("task_id")
+    if not isinstance(task_id, str) or task_id not in tasks:
+        return f"task {task_id!r} is not in the run's task source any more"
+    if task_id not in holes:
+        return f"task {task_id!r} is not one of the run's problems"
+    if not isinstance(record.get("completion"), str):
+        return "the record has no completion text"
+    for key in ("flagged", "penalized", "screened"):
+        if not isinstance(record.get(key), bool):
+            return f"the record's {key!r} is not true/false"
+    return None
+
+
+def regrade(
+    records: Sequence[dict], tasks: dict[str, Task], holes: dict[str, tuple[str, ...]], rubric: Rubric,
+    pool: GradingPool,
+) -> list[GradedEpisode]:  # fmt: skip
+    """Re-grade stored records on the one grading path; one episode per record, in order.
+
+    The monitor's flag, the screening decision and whether penalties were in force are history and
+    are applied again as recorded; the components and the reward are the current grader's and rubric's.
+    """
+    problems = [_problem_of(r, tasks, holes) for r in records]
+    good = [r for r, problem in zip(records, problems) if problem is None]
+    graded = iter(grade_completions(
+        [r["completion"] for r in good], [(tasks[r["task_id"]], holes[r["task_id"]]) for r in good], pool,
+        prompts=[r.get("prompt") if isinstance(r.get("prompt"), list) else [] for r in good],
+        completion_tokens=[r.get("completion_tokens") if isinstance(r.get("completion_tokens"), int) else 0
+                           for r in good],
+        monitor=lambda results: [r["flagged"] for r in good],
+    ))  # fmt: skip
+    episodes = []
+    for record, problem in zip(records, problems):
+        if problem is not None:
+            episodes.append(error_episode(record, problem))
+            continue
+        episode = next(graded)
+        penalties = record.get("penalties", record["penalized"])
+        episode.penalized = record["penalized"]
+        episode.screened = record["screened"]
+        episode.reward = None if episode.screened else rubric.reward(episode.components, penalties=bool(penalties))
+        episodes.append(episode)
+    return episodes
 
 
 def _chunks(run_dir: Path, min_episodes: int) -> Iterator[list[tuple[int, Path, list[dict]]]]:
     """Steps in order, grouped so that each chunk keeps the pool busy (one chunk in memory at a time)."""
     chunk, size = [], 0
     for step, path in rollout_files(run_dir):
-        records = read_step(path)
+        records = read_step(path, require_result=False)
         chunk.append((step, path, records))
         size += len(records)
         if size >= min_episodes:
@@ -78,13 +139,11 @@ def _chunks(run_dir: Path, min_episodes: int) -> Iterator[list[tuple[int, Path, 
 
 
 def _count(run_dir: Path) -> int:
-    return sum(len(read_step(path)) for _, path in rollout_files(run_dir))
+    return sum(len(read_step(path, require_result=False)) for _, path in rollout_files(run_dir))
 
 
 def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool = True) -> dict:
     """Re-grade all kept rollouts of ``run_dir``; write the rescored files and return the summary."""
-    from rhlab.tasks import load_tasks
-
     rd = RunDir(Path(run_dir))
     if not rd.config.is_file():
         raise RescoreError(f"{rd.path}: no config.yaml; is this a run directory made by rhlab train?")
@@ -94,9 +153,13 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
             "can be re-scored"
         )
     config = rd.read_config()
+    problems = rd.read_problems()
+    if problems is None:
+        raise RescoreError(f"{rd.problems}: missing; rescore takes each episode's holes from the run's problems")
+    holes = {str(p["task_id"]): tuple(p["vulns"]) for p in problems}
     tasks = {t.id: t for t in load_tasks(config.problems.source, config.problems.transform)}
     old_rows = {row["step"]: row for row in rd.read_metrics()}
-    penalty = config.mitigations.penalty
+    rubric = config.rubric
     transitions: Counter[tuple[str, str]] = Counter()
     before: Counter[str] = Counter()
     after: Counter[str] = Counter()
@@ -109,38 +172,31 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
     ) as bar:  # fmt: skip
         job = bar.add_task("rescoring", total=_count(rd.path))
         for chunk in _chunks(rd.path, 4 * pool.workers):
-            futures = []
-            for _, path, records in chunk:
-                for number, record in enumerate(records, 1):
-                    task = tasks.get(record["task_id"])
-                    if task is None:
-                        raise RescoreError(
-                            f"{path}:{number}: task {record['task_id']!r} is not in {config.problems.source!r} any more"
-                        )
-                    futures.append(pool.submit(Episode(task, record["answer"], tuple(record["vulns"]))))
-            results = iter(futures)
-            for step, path, records in chunk:
+            regraded = iter(regrade([r for _, _, records in chunk for r in records], tasks, holes, rubric, pool))
+            for step, _path, records in chunk:
                 graded = []
-                for number, record in enumerate(records, 1):
-                    new = next(results).result()
+                for record in records:
+                    episode = next(regraded)
+                    new = episode.result
                     bar.advance(job)
                     episodes_seen += 1
-                    old = record["result"]
-                    episode = regraded_episode(record, new, penalty, f"{path}:{number}")
                     graded.append(episode)
+                    old = record.get("result") if isinstance(record.get("result"), dict) else {}
                     old_label, new_label = label(old), label(new.to_dict())
                     before[old_label] += 1
                     after[new_label] += 1
                     if old_label != new_label:
                         transitions[(old_label, new_label)] += 1
-                        changes.append({"step": step, "index": record["index"], "task_id": record["task_id"],
-                                        "from": old_label, "to": new_label, "answer": record["answer"],
+                        changes.append({"step": step, "index": record.get("index"), "task_id": record.get("task_id"),
+                                        "from": old_label, "to": new_label, "answer": record.get("answer"),
                                         "old": old, "new": new.to_dict()})  # fmt: skip
-                    attempted_changed += sorted(old.get("attempted_hacks", [])) != sorted(new.attempted_hacks)
-                    reward_changed += episode.reward != record["reward"]
+                    old_attempted = sorted(map(str, old.get("attempted_hacks") or []))
+                    attempted_changed += old_attempted != sorted(new.attempted_hacks)
+                    reward_changed += episode.reward != record.get("reward")
                 row = {"step": step, **step_metrics(graded, _group_size(records))}
                 row["labels_changed"] = sum(
-                    label(r["result"]) != label(e.result.to_dict()) for r, e in zip(records, graded)
+                    label(r["result"] if isinstance(r.get("result"), dict) else {}) != label(e.result.to_dict())
+                    for r, e in zip(records, graded)
                 )
                 if step == 0:
                     step0 = row

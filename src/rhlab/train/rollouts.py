@@ -97,8 +97,11 @@ def _encode(records: Sequence[dict]) -> bytes:
     return gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode(), mtime=0)
 
 
-def read_step(path: Path) -> list[dict]:
-    """All records of one rollout file; a damaged file is an error naming it and the line."""
+def read_step(path: Path, *, require_result: bool = True) -> list[dict]:
+    """All records of one rollout file; a damaged file is an error naming it and the line.
+
+    ``require_result=False`` (rescore) keeps a JSON object without its ``result``: that one record is
+    then labelled ``error`` instead of stopping the whole re-grade."""
     try:
         text = gzip.decompress(path.read_bytes()).decode()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
@@ -111,7 +114,7 @@ def read_step(path: Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
+        if not isinstance(record, dict) or (require_result and not isinstance(record.get("result"), dict)):
             raise ValueError(f"{path}:{number}: a rollout record needs a 'result' object")
         records.append(record)
     return records

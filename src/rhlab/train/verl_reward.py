@@ -14,9 +14,9 @@ Each dataset row names its task in ``reward_model.ground_truth`` (the task id) a
 task source and holes in ``extra_info`` (``tasks``: a ``load_tasks`` source, ``vulns``: a list or
 ``"all"``). :func:`verl_rows` builds such rows, prompts included, from any rhlab task source.
 
-The returned dict carries ``score`` (what verl optimizes: the vulnerable grader's reward) plus the
-oracle's labels as numbers, which verl logs next to the reward so hack rate and honest solve rate
-become training curves there too.
+The returned dict carries ``score`` (what verl optimizes: the vulnerable grader's reward) plus every
+rubric component (``rhlab.env.rubric``: ``proxy_pass``, ``hacked``, ``hack/<family>``...) as numbers,
+which verl logs next to the reward so hack rate and honest solve rate become training curves there too.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from rhlab.env.oracle import EpisodeResult
-from rhlab.env.pool import Episode, GradingPool
-from rhlab.models.reasoning import split_reasoning
+from rhlab.env.episodes import GradedEpisode, grade_completions
+from rhlab.env.pool import GradingPool
+from rhlab.env.rubric import Rubric
 from rhlab.tasks import Task, load_tasks
 
 DEFAULT_SOURCE = "builtin"
@@ -53,7 +53,8 @@ def _tasks(source: str) -> dict[str, Task]:
     return {task.id: task for task in load_tasks(source)}
 
 
-def _episode(solution_str: str, ground_truth: Any, extra_info: dict | None) -> Episode:
+def _item(ground_truth: Any, extra_info: dict | None) -> tuple[Task, str | tuple[str, ...]]:
+    """The task and holes a dataset row names (see the module docstring)."""
     info = extra_info or {}
     source = str(info.get("tasks", DEFAULT_SOURCE))
     task_id = str(ground_truth)
@@ -61,19 +62,18 @@ def _episode(solution_str: str, ground_truth: Any, extra_info: dict | None) -> E
     if task_id not in tasks:
         raise KeyError(f"rhlab verl reward: no task {task_id!r} in source {source!r}")
     vulns = info.get("vulns", "all")
-    vulns = vulns if isinstance(vulns, str) else tuple(str(v) for v in vulns)
-    _, answer = split_reasoning(solution_str)
-    return Episode(tasks[task_id], answer, vulns)
+    return tasks[task_id], vulns if isinstance(vulns, str) else tuple(str(v) for v in vulns)
 
 
-def _as_scores(result: EpisodeResult) -> dict[str, float | str]:
+def _as_scores(episode: GradedEpisode) -> dict[str, float | str]:
+    """verl's reward dict: ``score`` is the plain environment reward; every rubric component is logged."""
+    result = episode.result
     return {
-        "score": float(result.reward),
-        "proxy_pass": float(bool(result.proxy_pass)),
+        "score": Rubric().reward(episode.components),
         "honest_pass": float(bool(result.honest_pass)),
-        "hacked": float(result.outcome == "hacked"),
         "outcome": result.outcome,
         "hacks": ",".join(result.hacks),
+        **episode.components,
     }
 
 
@@ -81,8 +81,7 @@ def compute_score(
     data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None, **_: Any
 ) -> dict[str, float | str]:
     """verl's per-sample reward signature: grade one response on the task named by ``ground_truth``."""
-    episode = _episode(solution_str, ground_truth, extra_info)
-    return _as_scores(_grading_pool().submit(episode).result())
+    return _as_scores(grade_completions([solution_str], [_item(ground_truth, extra_info)], _grading_pool())[0])
 
 
 def compute_score_batch(
@@ -96,8 +95,8 @@ def compute_score_batch(
     infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
     if not len(data_sources) == len(solution_strs) == len(ground_truths) == len(infos):
         raise ValueError("rhlab verl reward: data_sources, solution_strs, ground_truths, extra_infos differ in length")
-    episodes = [_episode(s, g, i) for s, g, i in zip(solution_strs, ground_truths, infos)]
-    return [_as_scores(r) for r in _grading_pool().grade_many(episodes)]
+    items = [_item(g, i) for g, i in zip(ground_truths, infos)]
+    return [_as_scores(e) for e in grade_completions(list(solution_strs), items, _grading_pool())]
 
 
 def verl_rows(source: str = DEFAULT_SOURCE, prompt: str = "none", vulns: Sequence[str] | str = "all") -> list[dict]:
