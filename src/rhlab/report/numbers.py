@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from rhlab.env.hacks import HACK_TYPES_WITH_UNKNOWN as HACK_TYPES
+from rhlab.env.rubric import COMPONENTS
 from rhlab.evals.probes.compare import probe_summary
 from rhlab.evals.records import RunResults
 from rhlab.evals.runner import CORE_EVALS
@@ -31,7 +32,7 @@ from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig
 from rhlab.rundir import FINAL, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
-from rhlab.train.metrics import ONSET_THRESHOLD, onset_step
+from rhlab.train.metrics import ONSET_THRESHOLD, RATE_OF_COMPONENT, onset_step
 
 LAST_CHECKPOINTS = 5
 """The paper reports final misalignment as the mean over the last five evaluated checkpoints."""
@@ -40,15 +41,10 @@ INOCULATION_VARIANTS: tuple[str, ...] = ("please_hack", "hacking_okay")
 REFERENCE_VARIANTS: tuple[str, ...] = ("none", "neutral", "dont_hack")
 """Non-inoculated variants to measure an inoculation's reduction against, first present wins."""
 
-CURVE_KEYS: tuple[str, ...] = (
-    "hack_rate",
-    "attempted_hack_rate",
-    "honest_solve_rate",
-    "proxy_pass_rate",
-    "reward_mean",
-)
+CURVE_KEYS: tuple[str, ...] = (*RATE_OF_COMPONENT, "reward_mean")
+"""Per-step curves: every rubric component's rate (under its metrics-row name) and the mean reward."""
 TIME_KEYS: tuple[str, ...] = ("time_generation_s", "time_grading_s", "time_update_s", "time_step_s")
-ENVIRONMENT_KEYS: tuple[str, ...] = ("hack_rate", "attempted_hack_rate", "honest_solve_rate", "proxy_pass_rate")
+ENVIRONMENT_KEYS: tuple[str, ...] = tuple(RATE_OF_COMPONENT)
 """Rates of a test-time hacking file shown per checkpoint (the policy under the run's test prompt)."""
 
 # Two-sided 95 % Student t quantiles for 1..30 degrees of freedom; beyond that the normal 1.96.
@@ -186,6 +182,8 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
 
     steps = [int(r["step"]) for r in rows]
     curves = {k: [r.get(k) for r in rows] for k in CURVE_KEYS}
+    # Every rubric component under its own name; rows written before the rubric have none (None).
+    components = {name: [r.get(name) for r in rows] for name in COMPONENTS}
     by_type = {t: [(r.get("hack_rate_by_type") or {}).get(t, 0.0) for r in rows] for t in HACK_TYPES}
     last = rows[-LAST_CHECKPOINTS:]
 
@@ -231,6 +229,7 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
         "onset_step_recorded": info.onset_step if info else None,
         "steps": steps,
         "curves": curves,
+        "components": components,
         "hack_rate_by_type": by_type,
         "final_hack_rate": _mean(r.get("hack_rate") for r in last),
         "final_honest_solve_rate": _mean(r.get("honest_solve_rate") for r in last),
