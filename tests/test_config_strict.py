@@ -16,9 +16,9 @@ from rhlab.knowledge.config import SDFConfig
 from rhlab.models.loading import ModelConfig
 from rhlab.pipeline.cli import run_command
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
+from rhlab.pipeline.config import load_train_config as load_config  # what `rhlab train CONFIG` reads
 from rhlab.strict import ConfigError, parse
 from rhlab.train.cli import train_command
-from rhlab.train.config import load_config
 from rhlab.train.prompts import system_prompt
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rhlab.pipeline.config import load_experiment
-from rhlab.pipeline.overrides import apply_sets, parse_set
+from rhlab.pipeline.config import load_train_config as load_config  # what `rhlab train CONFIG` reads
 from rhlab.pipeline.plan import (
     KNOWN_ARCHITECTURES,
     Hardware,
@@ -23,7 +23,8 @@ from rhlab.pipeline.plan import (
     plan_refusals,
     plan_text,
 )
-from rhlab.train.config import ConfigError, load_config
+from rhlab.strict import apply_sets, parse_set
+from rhlab.train.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))

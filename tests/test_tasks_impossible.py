@@ -8,8 +8,9 @@ import pytest
 from rhlab.env import Episode, GradingPool
 from rhlab.models.scripted import ScriptedModel
 from rhlab.tasks import TaskLoadError, get_task, load_tasks
-from rhlab.tasks.impossible import altered, apply_transform, impossible_eval, make_impossible
+from rhlab.tasks.impossible import altered, apply_transform, make_impossible
 from rhlab.train.config import parse_config
+from rhlab.train.impossible_eval import impossible_eval
 
 CC = f"codecontests:{Path(__file__).parent / 'fixtures' / 'tasks' / 'codecontests.jsonl'}"
 ALWAYS_EQUAL = """```python

@@ -18,8 +18,9 @@ import yaml
 from rhlab.env.oracle import EpisodeResult
 from rhlab.env.pool import GradingPool
 from rhlab.models.reasoning import split_reasoning
+from rhlab.pipeline.config import load_train_config as load_config  # what `rhlab train CONFIG` reads
 from rhlab.tasks import get_task
-from rhlab.train.config import ConfigError, MitigationConfig, MonitorConfig, load_config, parse_config
+from rhlab.train.config import ConfigError, MitigationConfig, MonitorConfig, parse_config
 from rhlab.train.metrics import GradedEpisode, MetricsLog, onset_step, read_metrics, step_metrics
 from rhlab.train.prompts import PromptConfig, build_messages, system_prompt, variants
 from rhlab.train.reward import EnvironmentReward, monitor_flags

@@ -131,6 +131,9 @@ def hack_knowledge_command(
     """Score a model's knowledge of each hack (probes + questions), optionally its hack rate before RL."""
     from rhlab.knowledge.hack_knowledge import hack_knowledge_eval, summary
     from rhlab.models import load_model
+    from rhlab.train.prompts import PromptConfig, build_messages
+
+    sdf_prompt = PromptConfig(variant="none", describe_hacks=False)  # the RL prompt without the hack description
 
     result = hack_knowledge_eval(
         load_model(model),
@@ -141,5 +144,6 @@ def hack_knowledge_command(
         seed=seed,
         env_tasks=env_tasks,
         env_samples=env_samples,
+        env_messages=lambda task: build_messages(task, sdf_prompt),
     )
     typer.echo(summary(result))

@@ -20,6 +20,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -29,6 +30,7 @@ import yaml
 
 from rhlab.env.hacks import HOLE_HACKS
 from rhlab.models.base import ChatModel, SamplingParams
+from rhlab.tasks import Task
 
 HACKS = HOLE_HACKS
 RESULTS_FILE = "hack_knowledge.json"
@@ -142,7 +144,7 @@ def env_hack_rates(
     samples: int = 4,
     temperature: float = 1.0,
     max_new_tokens: int = 160,
-    prompt=None,
+    messages: Callable[[Task], list[dict[str, str]]],
     vulns: str = "all",
     seed: int = 0,
     pool=None,
@@ -150,8 +152,9 @@ def env_hack_rates(
 ) -> tuple[dict, list[dict]]:
     """Attempted / successful hack rates at the RL prompt on hard built-in tasks (before any RL).
 
-    ``prompt`` is an ``rhlab.train.prompts.PromptConfig`` (default: variant ``none`` without the
-    hack description, i.e. the SDF setting). Returns (rates, one record per episode).
+    ``messages`` builds a task's RL conversation (the caller's prompt setting, e.g. variant ``none``
+    without the hack description for the SDF setting: ``rhlab.train.prompts.build_messages``); it is
+    passed in because the RL prompt belongs to the layer above. Returns (rates, one record per episode).
     """
     from rhlab.env import Episode, GradingPool
     from rhlab.tasks import builtin_tasks
@@ -159,7 +162,7 @@ def env_hack_rates(
     tasks = builtin_tasks()
     tasks = [t for t in tasks if t.id in set(task_ids)] if task_ids else [t for t in tasks if t.difficulty == "hard"]
     tasks = tasks[:n_tasks]
-    conversations = [_rl_messages(t, prompt) for t in tasks]
+    conversations = [messages(t) for t in tasks]
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=samples, seed=seed)
     completions = model.generate(conversations, params)
     episodes = [Episode(t, c.text, vulns=vulns) for t, cs in zip(tasks, completions) for c in cs]
@@ -201,12 +204,6 @@ def env_hack_rates(
     return rates, records
 
 
-def _rl_messages(task, prompt):
-    from rhlab.train.prompts import PromptConfig, build_messages
-
-    return build_messages(task, prompt or PromptConfig(variant="none", describe_hacks=False))
-
-
 def hack_knowledge_eval(
     model: ChatModel,
     out_dir: str | Path | None = None,
@@ -217,13 +214,14 @@ def hack_knowledge_eval(
     seed: int = 0,
     env_tasks: int = 0,
     env_samples: int = 4,
+    env_messages: Callable[[Task], list[dict[str, str]]] | None = None,
     items: str | None = None,
 ) -> dict:
     """Score ``model``'s knowledge of each hack; write ``hack_knowledge.json`` (+ answers) to ``out_dir``.
 
     Probes need a local model (``model.model``/``model.tokenizer``) and are skipped otherwise.
     ``env_tasks`` > 0 also samples ``env_samples`` completions on that many hard tasks at the RL
-    prompt and reports the hack rates. Returns the results dict (the JSON written).
+    prompt (``env_messages`` builds it) and reports the hack rates. Returns the results dict (the JSON written).
     """
     t0 = time.monotonic()
     probes, questions = load_items(items)
@@ -257,8 +255,12 @@ def hack_knowledge_eval(
     }
     env_records: list[dict] = []
     if env_tasks > 0:
+        if env_messages is None:
+            raise ValueError("hack_knowledge_eval: env_tasks > 0 needs env_messages (the RL prompt of a task)")
         t1 = time.monotonic()
-        result["environment"], env_records = env_hack_rates(model, n_tasks=env_tasks, samples=env_samples, seed=seed)
+        result["environment"], env_records = env_hack_rates(
+            model, n_tasks=env_tasks, samples=env_samples, seed=seed, messages=env_messages
+        )
         timings["environment_s"] = round(time.monotonic() - t1, 1)
     timings["total_s"] = round(time.monotonic() - t0, 1)
     result["timings"] = timings

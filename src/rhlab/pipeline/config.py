@@ -15,8 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.rundir import run_name
-from rhlab.strict import Strict, format_errors, parse, read_yaml_mapping
-from rhlab.train.config import SandboxConfig, TrainConfig
+from rhlab.strict import ConfigError, Strict, apply_sets, format_errors, parse, read_yaml_mapping
+from rhlab.train.config import SandboxConfig, TrainConfig, parse_config
 from rhlab.train.prompts import variants
 
 
@@ -195,7 +195,26 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment config") -> 
 
 def load_experiment(path: str | Path, sets: list[str] | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML, with ``--set KEY.PATH=VALUE`` overrides applied first."""
-    from rhlab.pipeline.overrides import apply_sets
-
     path = Path(path)
     return parse_experiment(apply_sets(read_yaml_mapping(path, "experiment config"), sets), where=str(path))
+
+
+def load_train_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> TrainConfig:
+    """Read a YAML run config, or the ``train:`` section of an experiment file (``rhlab train CONFIG``).
+
+    An experiment file is validated whole and its ``train:`` section resolved the way ``rhlab run``
+    resolves it (the ``knowledge`` setting decides whether the prompt describes the hacks), so
+    ``rhlab train`` and ``rhlab run`` on the same file train with the same prompt. ``overrides``
+    replace top-level fields of the run config; ``sets`` are ``--set KEY.PATH=VALUE`` strings, with
+    paths as written in the file (``train.steps=2`` in an experiment file).
+    """
+    path = Path(path)
+    data = apply_sets(read_yaml_mapping(path, "config file"), sets)
+    if "train" not in data:
+        return parse_config({**data, **(overrides or {})}, where=str(path))
+    if not isinstance(data["train"], dict):
+        raise ConfigError(f"{path}: train: expected a mapping of run settings")
+    experiment = parse_experiment({**data, "train": {**data["train"], **(overrides or {})}}, where=str(path))
+    return experiment.train

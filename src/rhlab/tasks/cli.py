@@ -136,8 +136,8 @@ def impossible_eval_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Hacking propensity on impossible tasks: every reward there is a hack."""
-    from rhlab.tasks.impossible import impossible_eval
-    from rhlab.train.config import load_config
+    from rhlab.pipeline.config import load_train_config as load_config
+    from rhlab.train.impossible_eval import impossible_eval
 
     transform = kind if kind.startswith("impossible_") else f"impossible_{kind}"
     if holes not in ("all", "rotate"):

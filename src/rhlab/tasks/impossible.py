@@ -9,7 +9,8 @@
 A reward on such a task is therefore a hack. One way round both variants is a function that
 answers the same call differently on successive calls; that is a hack too, but the honest run
 cannot tell it from a solve, so the tasks carry the tags ``impossible`` and ``impossible:KIND``
-for anyone who wants to count every reward on them (``impossible_eval`` reports the reward rate).
+for anyone who wants to count every reward on them (``rhlab.train.impossible_eval`` reports the
+reward rate).
 Task ids stay the same, so a run's problem list and the transcripts line up with the source.
 Tasks whose visible tests have no ``assert CALL == LITERAL`` to alter are left out.
 """
@@ -17,18 +18,11 @@ Tasks whose visible tests have no ``assert CALL == LITERAL`` to alter are left o
 from __future__ import annotations
 
 import ast
-import random
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rhlab.sandbox.harness._rhlab_common import classify
 from rhlab.tasks.schema import GENERATED_TESTS, Task
 from rhlab.tasks.stdin import literal
-
-if TYPE_CHECKING:
-    from rhlab.models.base import ChatModel
-    from rhlab.train.config import TrainConfig
 
 TRANSFORMS = ("impossible_oneoff", "impossible_conflicting")
 IMPOSSIBLE_TAG = "impossible"
@@ -113,37 +107,3 @@ def apply_transform(tasks: Iterable[Task], transform: str | None) -> list[Task]:
         raise ValueError(f"unknown task transform {transform!r}: choose from {['none', *TRANSFORMS]}")
     out = [make_impossible(t, transform) for t in tasks]
     return [t for t in out if t is not None]
-
-
-def impossible_eval(
-    model_spec: str, source: str, transform: str = "impossible_conflicting", *, out_path: Path, samples: int = 4,
-    holes: str = "all", max_tasks: int | None = None, seed: int = 0, config: TrainConfig | None = None,
-    model: ChatModel | None = None,
-) -> dict:  # fmt: skip
-    """Test-time hacking propensity of any checkpoint: sample it on impossible variants of ``source``.
-
-    The run's grader, oracle, prompt (``config.test_prompt``) and metrics are reused through
-    ``rhlab.train.env_eval.environment_eval``; since no honest solution exists, the reward rate
-    (``proxy_pass_rate``) is the hacking propensity, written as ``hack_propensity`` next to the
-    usual metrics in ``out_path`` (transcripts beside it).
-    """
-    from rhlab.rundir import atomic_write_json
-    from rhlab.train.config import TrainConfig
-    from rhlab.train.env_eval import environment_eval
-    from rhlab.train.problems import assign_vulns, candidate_tasks
-
-    base = config or TrainConfig()
-    problems_config = base.problems.model_validate(
-        {**base.problems.model_dump(), "source": source, "transform": transform, "holes": holes}
-    )
-    run_config = base.model_copy(update={"problems": problems_config})
-    tasks = candidate_tasks(problems_config)
-    if max_tasks is not None:
-        tasks = random.Random(seed).sample(tasks, min(max_tasks, len(tasks)))
-    problems = assign_vulns(tasks, problems_config, seed)
-    summary = environment_eval(model_spec, run_config, problems, samples=samples, out_path=out_path, seed=seed,
-                               model=model)  # fmt: skip
-    summary = {"transform": transform, "source": source, "tasks": len(problems),
-               "hack_propensity": summary["proxy_pass_rate"], **summary}  # fmt: skip
-    atomic_write_json(out_path, summary)
-    return summary

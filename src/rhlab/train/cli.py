@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from rhlab.train.config import ConfigError, load_config
+from rhlab.pipeline.config import load_train_config as load_config
+from rhlab.strict import ConfigError
 
 
 def train_command(

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, field_v
 
 from rhlab.env.hacks import HACK_TYPES, HOLE_HACKS, VULNERABILITIES, check_names
 from rhlab.env.rubric import DEFAULT_WEIGHTS, Rubric, check_weights
-from rhlab.strict import ConfigError, Strict, parse, read_yaml_mapping
+from rhlab.strict import ConfigError, Strict, apply_sets, parse, read_yaml_mapping
 from rhlab.train.prompts import PromptConfig
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -309,26 +309,20 @@ def parse_config(data: dict[str, Any], where: str = "config") -> TrainConfig:
 def load_config(
     path: str | Path, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
 ) -> TrainConfig:
-    """Read a YAML run config, or the ``train:`` section of an experiment file.
+    """Read a YAML run config (a run directory's ``config.yaml``, or a file of run settings).
 
-    An experiment file is validated whole and its ``train:`` section resolved the way ``rhlab run``
-    resolves it (the ``knowledge`` setting decides whether the prompt describes the hacks), so
-    ``rhlab train`` and ``rhlab run`` on the same file train with the same prompt. ``overrides``
-    replace top-level fields of the run config; ``sets`` are ``--set KEY.PATH=VALUE`` strings, with
-    paths as written in the file (``train.steps=2`` in an experiment file).
+    An experiment file (one with a ``train:`` section) is read by ``rhlab.pipeline.config.load_train_config``,
+    which resolves it the way ``rhlab run`` does. ``overrides`` replace top-level fields; ``sets`` are
+    ``--set KEY.PATH=VALUE`` strings.
     """
-    from rhlab.pipeline.overrides import apply_sets
-
     path = Path(path)
     data = apply_sets(read_yaml_mapping(path, "config file"), sets)
-    if "train" not in data:
-        return parse_config({**data, **(overrides or {})}, where=str(path))
-    from rhlab.pipeline.config import parse_experiment
-
-    if not isinstance(data["train"], dict):
-        raise ConfigError(f"{path}: train: expected a mapping of run settings")
-    experiment = parse_experiment({**data, "train": {**data["train"], **(overrides or {})}}, where=str(path))
-    return experiment.train
+    if "train" in data:
+        raise ConfigError(
+            f"{path}: an experiment file (it has a train: section); read it with "
+            "rhlab.pipeline.config.load_train_config, as rhlab train does"
+        )
+    return parse_config({**data, **(overrides or {})}, where=str(path))
 
 
 def dump_config(config: TrainConfig) -> str:
