@@ -21,7 +21,10 @@ LAYER: dict[str, int] = {
 ENTRY = 99
 """``cli.py`` modules and ``rhlab/__init__``: entry points above every layer."""
 
-ALLOWED: dict[tuple[str, str], str] = {}
+ALLOWED: dict[tuple[str, str], str] = {
+    ("report", "pipeline"): "the report completes the arm x seed matrix (missing runs) from the experiment config",
+    ("evals", "pipeline"): "the probe comparison orders arms as the experiment config lists them",
+}
 """Upward edges accepted for now, each with its reason (at most two)."""
 
 

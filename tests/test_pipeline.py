@@ -11,7 +11,7 @@ from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import checkpoints_to_evaluate, run_experiment
 from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text, read_metrics
-from rhlab.train.config import ConfigError
+from rhlab.train.config import ConfigError, parse_config
 from rhlab.train.warmup import DONE_MARKER
 
 
@@ -154,7 +154,7 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
         assert names == ["step_000000", "step_000002", "final"]
         assert all(run.eval_dir(n).complete() for n in names)
         assert not list(run.evals.glob("*.tmp"))
-    assert second_run.read_config().model == f"hf:{exp.warmup}"
+    assert second_run.read_config(parse_config).model == f"hf:{exp.warmup}"
 
     # everything complete: no work
     run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)

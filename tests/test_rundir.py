@@ -13,6 +13,7 @@ import pytest
 import rhlab.report.numbers
 import rhlab.train.metrics
 from rhlab.env.hacks import HACK_TYPES, HOLE_FOR_HACK, VULNERABILITIES, family_for, hole_for
+from rhlab.pipeline.config import parse_experiment
 from rhlab.rundir import (
     EvalDir,
     ExperimentDir,
@@ -172,10 +173,10 @@ def test_experiment_dir_finds_runs_or_is_a_bare_run(tmp_path: Path) -> None:
     assert [r.name for r in exp.run_dirs()] == ["none-seed0"]
     bare = ExperimentDir(exp.run("none-seed0").path)
     assert [r.path for r in bare.run_dirs()] == [bare.path]
-    assert exp.read_config() is None
+    assert exp.read_config(parse_experiment) is None
     exp.config.write_text("matrix: {variant: [none]}\n")
     with pytest.raises(RunDirError, match=r"matrix\.variant: unknown key \(did you mean 'variants'\?\)"):
-        exp.read_config()
+        exp.read_config(parse_experiment)
 
 
 # --- the words for hacks ------------------------------------------------------------------------------

@@ -40,18 +40,22 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-if TYPE_CHECKING:
-    from rhlab.evals.records import RunResults, SampleRecord
-    from rhlab.pipeline.config import ExperimentConfig
-    from rhlab.train.config import TrainConfig
+from rhlab.strict import ConfigError, read_yaml_mapping
+
+C = TypeVar("C", bound=BaseModel)
+ConfigParser = Callable[[dict[str, Any], str], C]
+"""How a config file's mapping becomes its typed model (``train.config.parse_config``,
+``pipeline.config.parse_experiment``): passed in by the layer that owns the model, so this module
+imports nothing above it."""
 
 START = "step_000000"
 """Checkpoint name of the starting policy (before any RL step)."""
@@ -195,20 +199,6 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_sample_records(path: Path) -> list[SampleRecord]:
-    """An eval's ``transcripts.jsonl``: one ``SampleRecord`` per line (for re-scoring or reports)."""
-    from rhlab.evals.records import SampleRecord
-
-    records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(SampleRecord.model_validate_json(line))
-            except ValidationError as exc:
-                raise RunDirError(f"{path}:{lineno}: not a sample record: {exc.errors()[0]['msg']}") from None
-    return records
-
-
 def write_jsonl(path: Path, rows: Any) -> Path:
     """One JSON object per line, written atomically (a transcript or rollout file, a truncated log)."""
     return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -288,18 +278,7 @@ class EvalDir:
         """Written last, so its presence means the whole evaluation finished."""
         return self.results.is_file()
 
-    def read_results(self) -> RunResults:
-        from rhlab.evals.records import RunResults
-
-        try:
-            return RunResults.model_validate_json(self.results.read_text())
-        except ValidationError as exc:
-            raise RunDirError(f"{self.results}: not a valid results file: {exc.errors()[0]['msg']}") from None
-
-    def read_transcripts(self) -> list[SampleRecord]:
-        return read_sample_records(self.transcripts)
-
-    def write(self, results: RunResults, records: Any) -> None:
+    def write(self, results: BaseModel, records: Iterable[BaseModel]) -> None:
         """Transcripts first, results last: ``complete()`` then implies both are there."""
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.transcripts, "".join(r.model_dump_json() + "\n" for r in records))
@@ -475,15 +454,12 @@ class RunDir:
         atomic_write_text(self.info, info.model_dump_json(indent=1))
         return info
 
-    def read_config(self) -> TrainConfig:
-        from rhlab.train.config import load_config
+    def read_config(self, parse: ConfigParser[C]) -> C:
+        """``config.yaml`` through ``parse`` (``rhlab.train.config.parse_config``)."""
+        return parse(read_yaml_mapping(self.config, "run config"), str(self.config))
 
-        return load_config(self.config)
-
-    def write_config(self, config: TrainConfig) -> None:
-        from rhlab.train.config import dump_config
-
-        atomic_write_text(self.config, dump_config(config))
+    def write_config(self, config: BaseModel) -> None:
+        atomic_write_text(self.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return read_metrics(self.metrics)
@@ -567,19 +543,15 @@ class ExperimentDir:
     def figures(self) -> Path:
         return self.report / "figures"
 
-    def read_config(self) -> ExperimentConfig | None:
-        """``experiment.yaml`` through the typed config, or None when there is none."""
+    def read_config(self, parse: ConfigParser[C]) -> C | None:
+        """``experiment.yaml`` through ``parse`` (``rhlab.pipeline.config.parse_experiment``), or None
+        when there is none."""
         if not self.config.is_file():
             return None
-        from rhlab.pipeline.config import load_experiment
-        from rhlab.strict import ConfigError
-
         try:
-            return load_experiment(self.config)
+            return parse(read_yaml_mapping(self.config, "experiment config"), str(self.config))
         except ConfigError as exc:
             raise RunDirError(str(exc)) from None
 
-    def write_config(self, config: ExperimentConfig) -> None:
-        import yaml
-
+    def write_config(self, config: BaseModel) -> None:
         atomic_write_text(self.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

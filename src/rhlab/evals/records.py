@@ -9,11 +9,13 @@ needs, so new evals slot in without changing the format.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from rhlab.judges.base import Verdict
+from rhlab.rundir import EvalDir, RunDirError
 
 Mode = Literal["overt", "covert"]
 
@@ -158,3 +160,23 @@ class RunResults(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     """Wall seconds per phase (generation, judging, total)."""
     created: str = ""
+
+
+def read_sample_records(path: Path) -> list[SampleRecord]:
+    """An eval's ``transcripts.jsonl``: one ``SampleRecord`` per line (for re-scoring or reports)."""
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(SampleRecord.model_validate_json(line))
+            except ValidationError as exc:
+                raise RunDirError(f"{path}:{lineno}: not a sample record: {exc.errors()[0]['msg']}") from None
+    return records
+
+
+def read_eval_results(evaluated: EvalDir) -> RunResults:
+    """An eval directory's ``results.json`` as ``RunResults``; a bad file is a ``RunDirError`` naming it."""
+    try:
+        return RunResults.model_validate_json(evaluated.results.read_text())
+    except ValidationError as exc:
+        raise RunDirError(f"{evaluated.results}: not a valid results file: {exc.errors()[0]['msg']}") from None

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults, SampleRecord
+from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults, SampleRecord, read_eval_results
+from rhlab.evals.records import read_sample_records as load_transcripts  # re-exported as rhlab.evals.load_transcripts
 from rhlab.evals.registry import (  # noqa: F401 - the name groups are re-exported from here
     AGENTIC_EVALS,
     ALL_EVALS,
@@ -38,7 +39,6 @@ from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.judges.base import Judge
 from rhlab.models.base import ChatModel, SamplingParams
 from rhlab.rundir import EvalDir
-from rhlab.rundir import read_sample_records as load_transcripts  # noqa: F401 - re-exported
 from rhlab.strict import Strict
 
 
@@ -281,11 +281,11 @@ def rescore(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> R
     Generation is not repeated; verdicts already in the cache for this judge are free.
     """
     earlier = EvalDir(run_dir)
-    previous = earlier.read_results()
+    previous = read_eval_results(earlier)
     config = EvalConfig.model_validate({**previous.config, "judge": judge_spec})
     records = [
         r.model_copy(update={"verdicts": {}, "outcome": "", "misaligned": None, "mode": None})
-        for r in earlier.read_transcripts()
+        for r in load_transcripts(earlier.transcripts)
     ]
     start = time.perf_counter()
     notes = score_all(judge, records, config)

@@ -34,7 +34,7 @@ from rhlab.rundir import (
     environment_transcripts,
 )
 from rhlab.train import distributed as dist
-from rhlab.train.config import TrainConfig
+from rhlab.train.config import TrainConfig, parse_config
 
 console = Console(stderr=True)
 
@@ -109,7 +109,7 @@ def checkpoints_to_evaluate(run_dir: Path, every_k: int, include_start: bool) ->
     if final:
         chosen.append((FINAL, f"hf:{run.final_snapshot}"))
     if include_start:
-        chosen.insert(0, (START, run.read_config().model))
+        chosen.insert(0, (START, run.read_config(parse_config).model))
     return chosen
 
 
@@ -177,7 +177,7 @@ def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None
     target = run.environment(name)
     if target.exists():
         return
-    config = run.read_config()
+    config = run.read_config(parse_config)
     problems = select_problems(config, run.path)
     console.print(f"[bold]environment[/] {run.name}/{name}: test prompt {config.test_prompt.variant!r}")
     environment_eval(spec, config, problems, samples=samples, out_path=target)
@@ -192,7 +192,7 @@ def environment_key(run: RunDir) -> str | None:
     problems = run.read_problems()
     if problems is None:
         return None
-    config = run.read_config()
+    config = run.read_config(parse_config)
     return json.dumps({
         "model": config.model, "test_prompt": config.test_prompt.model_dump(mode="json"), "problems": problems,
         "source": config.problems.source, "transform": config.problems.transform,
@@ -211,7 +211,7 @@ def share_start_evals(run_dirs: list[Path]) -> None:
     probes_done: dict[str, Path] = {}
     environment_done: dict[str, Path] = {}
     for run in map(RunDir, run_dirs):
-        model = run.read_config().model
+        model = run.read_config(parse_config).model
         start = run.eval_dir(START)
         if start.complete():
             done.setdefault(model, start.path)

@@ -26,10 +26,10 @@ import yaml
 from rhlab.env.hacks import HACK_TYPES_WITH_UNKNOWN as HACK_TYPES
 from rhlab.env.rubric import COMPONENTS
 from rhlab.evals.probes.compare import probe_summary
-from rhlab.evals.records import RunResults
+from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.evals.stats import paper_comparability
-from rhlab.pipeline.config import ExperimentConfig
+from rhlab.pipeline.config import ExperimentConfig, parse_experiment
 from rhlab.rundir import FINAL, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
 from rhlab.train.metrics import ONSET_THRESHOLD, RATE_OF_COMPONENT, onset_step
@@ -194,7 +194,7 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
             notes.append(f"evals/{evaluated.name} has no {evaluated.results.name} yet")
             continue
         step = last_step if evaluated.name == FINAL else step_of(evaluated.name)
-        checkpoints.append(_checkpoint(evaluated.name, evaluated.read_results(), step))
+        checkpoints.append(_checkpoint(evaluated.name, read_eval_results(evaluated), step))
     # "final" re-evaluates the last checkpoint with full counts: it replaces a step eval of the same step.
     final = next((c for c in checkpoints if c["checkpoint"] == FINAL), None)
     if final:
@@ -399,7 +399,7 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         raise ReportInputError(f"{experiment_dir}: no such experiment directory")
     paper = paper or load_paper_numbers()
     exp = ExperimentDir(experiment_dir)
-    experiment = exp.read_config()
+    experiment = exp.read_config(parse_experiment)
 
     runs = [run_numbers(d) for d in run_dirs(experiment_dir)]
     notes = [] if runs else [f"no run directories yet under {exp.runs}"]

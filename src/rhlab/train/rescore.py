@@ -38,6 +38,7 @@ from rhlab.env.pool import GradingPool
 from rhlab.env.rubric import Rubric
 from rhlab.rundir import ExperimentDir, RunDir, atomic_write_json, write_jsonl
 from rhlab.tasks import Task, load_tasks
+from rhlab.train.config import parse_config
 from rhlab.train.metrics import no_signal_steps, step_metrics
 from rhlab.train.rollouts import read_step, rollout_files
 
@@ -152,7 +153,7 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
             f"{rd.path}: no kept rollouts ({rd.rollouts}/step_*.jsonl.gz); only runs that kept every rollout "
             "can be re-scored"
         )
-    config = rd.read_config()
+    config = rd.read_config(parse_config)
     problems = rd.read_problems()
     if problems is None:
         raise RescoreError(f"{rd.problems}: missing; rescore takes each episode's holes from the run's problems")

@@ -319,9 +319,10 @@ def _knowledge_effect(
 
 def _arm_rank(exp_dir: Path, arm: str) -> tuple[int, str]:
     """Arms in the experiment's ``matrix.variants`` order (unknown arms after, alphabetically)."""
+    from rhlab.pipeline.config import parse_experiment  # allowed upward edge: see tests/test_layers.py
     from rhlab.rundir import ExperimentDir
 
-    config = ExperimentDir(exp_dir).read_config()  # the typed experiment config, or None
+    config = ExperimentDir(exp_dir).read_config(parse_experiment)  # the typed experiment config, or None
     variants = ([a.variant for a in config.matrix.arms] or list(config.matrix.variants)) if config is not None else []
     return (variants.index(arm) if arm in variants else len(variants), arm)
 
