@@ -15,7 +15,6 @@ same command again after an interruption finishes the experiment without redoing
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,16 +22,9 @@ from pathlib import Path
 from rich.console import Console
 
 from rhlab.evals.probes.config import ProbeConfig
-from rhlab.pipeline.config import ExperimentConfig
-from rhlab.rundir import (
-    FINAL,
-    START,
-    ExperimentDir,
-    RunDir,
-    atomic_dir,
-    atomic_write_text,
-    environment_transcripts,
-)
+from rhlab.pipeline.checkpoint_evals import ProbeBattery, checkpoint_evals, evaluate_checkpoint, share_start_results
+from rhlab.pipeline.config import EvalSchedule, ExperimentConfig
+from rhlab.rundir import FINAL, START, ExperimentDir, RunDir
 from rhlab.train import distributed as dist
 from rhlab.train.config import TrainConfig, parse_config
 
@@ -114,47 +106,17 @@ def checkpoints_to_evaluate(run_dir: Path, every_k: int, include_start: bool) ->
 
 
 def evals_stage(config: ExperimentConfig, run_dir: Path, *, evaluate: Callable[..., object] | None = None) -> None:
-    """Evaluate the chosen checkpoints; a checkpoint whose eval directory is complete is skipped."""
-    from rhlab.evals.runner import EvalConfig, run_evals
-
-    evaluate = evaluate or run_evals
+    """Evaluate the chosen checkpoints (``rhlab.pipeline.checkpoint_evals``); finished results are skipped."""
     schedule = config.evaluation
+    evals = checkpoint_evals(schedule, evaluate)
     run = RunDir(run_dir)
     for name, spec in checkpoints_to_evaluate(run.path, schedule.every_k, schedule.include_start):
-        if schedule.environment_samples and name in (START, FINAL):
-            environment_stage(run.path, name, spec, schedule.environment_samples)
-        if schedule.probes.enabled:
-            probes_stage(run, name, spec, schedule.probes)
-        out = run.eval_dir(name)
-        if out.complete():
-            continue
-        final = name == FINAL
-        eval_config = EvalConfig(
-            model=spec,
-            evals=schedule.evals,
-            judge=schedule.judge,
-            seed=0,
-            limit=schedule.final_limit if final else schedule.checkpoint_limit,
-            samples=schedule.final_samples if final else None,
-            max_new_tokens=schedule.max_new_tokens,
-            batch_size=schedule.batch_size,
-            max_turns=schedule.max_turns,
-        )
-        console.print(f"[bold]evals[/] {run.name}/{name} ({spec})")
-        with atomic_dir(out.path) as tmp:
-            evaluate(eval_config, out_dir=tmp, log=lambda msg: console.print(f"  {msg}", highlight=False))
+        evaluate_checkpoint(evals, run, name, spec)
 
 
 def probes_stage(run: RunDir, name: str, spec: str, config: ProbeConfig) -> None:
     """The judge-free probe battery on one checkpoint (``evals/<name>.probes.json``), skipped when present."""
-    from rhlab.evals.probes import run_probes
-
-    target = run.probes(name)
-    if target.exists():
-        return
-    start = run.probes(START)
-    console.print(f"[bold]probes[/] {run.name}/{name} ({spec})")
-    run_probes(spec, target, config, start_results=start if name != START and start.exists() else None)
+    evaluate_checkpoint([ProbeBattery(config)], run, name, spec)
 
 
 def untouched_probes_stage(config: ExperimentConfig, exp: ExperimentDir) -> None:
@@ -168,72 +130,13 @@ def untouched_probes_stage(config: ExperimentConfig, exp: ExperimentDir) -> None
     run_probes(config.train.model, exp.untouched_probes, probes)
 
 
-def environment_stage(run_dir: Path, name: str, spec: str, samples: int) -> None:
-    """Test-time hacking of one checkpoint (``evals/<name>.environment.json``), skipped when present."""
-    from rhlab.train.env_eval import environment_eval
-    from rhlab.train.problems import select_problems
-
-    run = RunDir(run_dir)
-    target = run.environment(name)
-    if target.exists():
-        return
-    config = run.read_config(parse_config)
-    problems = select_problems(config, run.path)
-    console.print(f"[bold]environment[/] {run.name}/{name}: test prompt {config.test_prompt.variant!r}")
-    environment_eval(spec, config, problems, samples=samples, out_path=target)
-
-
-def environment_key(run: RunDir) -> str | None:
-    """What a start-policy environment eval depends on; equal keys give identical results.
-
-    Sampling is seeded and the prompt, problems and generation settings are the run's, so two arms
-    that differ only in their *training* prompt (the usual matrix) share one step-0 test-time eval.
-    """
-    problems = run.read_problems()
-    if problems is None:
-        return None
-    config = run.read_config(parse_config)
-    return json.dumps({
-        "model": config.model, "test_prompt": config.test_prompt.model_dump(mode="json"), "problems": problems,
-        "source": config.problems.source, "transform": config.problems.transform,
-        "max_completion_length": config.max_completion_length, "temperature": config.temperature,
-        "grpo": config.grpo,
-    }, sort_keys=True, default=str)  # fmt: skip
-
-
 def share_start_evals(run_dirs: list[Path]) -> None:
     """Runs that start from the same policy share one step-0 evaluation (copied, not recomputed).
 
     The core evals and the probe battery depend on the policy alone; the environment eval also on
-    the run's test prompt, problems and sampling settings (``environment_key``).
+    the run's test prompt, problems and sampling settings (each eval's ``share_key``).
     """
-    done: dict[str, Path] = {}
-    probes_done: dict[str, Path] = {}
-    environment_done: dict[str, Path] = {}
-    for run in map(RunDir, run_dirs):
-        model = run.read_config(parse_config).model
-        start = run.eval_dir(START)
-        if start.complete():
-            done.setdefault(model, start.path)
-        elif model in done:
-            with atomic_dir(start.path) as tmp:
-                shutil.copytree(done[model], tmp)
-        probes = run.probes(START)
-        if probes.exists():
-            probes_done.setdefault(model, probes)
-        elif model in probes_done:
-            atomic_write_text(probes, probes_done[model].read_text())
-        key = environment_key(run)
-        if key is None:
-            continue
-        environment = run.environment(START)
-        if environment.exists():
-            environment_done.setdefault(key, environment)
-        elif key in environment_done:
-            source = environment_done[key]
-            # Transcripts first: the summary's presence is what marks the checkpoint as done.
-            atomic_write_text(run.environment_transcripts(START), environment_transcripts(source).read_text())
-            atomic_write_text(environment, source.read_text())
+    share_start_results(checkpoint_evals(EvalSchedule()), [RunDir(p) for p in run_dirs])
 
 
 def run_experiment(
