@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from rich.console import Console
 
@@ -32,6 +32,7 @@ from rhlab.train.config import parse_config
 console = Console(stderr=True)
 
 
+@runtime_checkable
 class CheckpointEval(Protocol):
     """One evaluation of a checkpoint, as ``rhlab run`` schedules, skips and shares it."""
 
