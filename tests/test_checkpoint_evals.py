@@ -8,6 +8,7 @@ from pathlib import Path
 from rhlab.pipeline.checkpoint_evals import (
     CheckpointEval,
     EnvironmentEval,
+    HackKnowledge,
     JudgedEvals,
     ProbeBattery,
     checkpoint_evals,
@@ -52,8 +53,9 @@ def _run(tmp_path: Path, name: str, model: str = "hf:/models/start") -> RunDir:
 
 def test_every_checkpoint_eval_is_listed_once_in_run_order() -> None:
     evals = checkpoint_evals(EvalSchedule())
-    assert [e.name for e in evals] == ["environment", "probes", "evals"]
-    assert [type(e) for e in evals] == [EnvironmentEval, ProbeBattery, JudgedEvals]
+    assert [e.name for e in evals] == ["environment", "probes", "hack_knowledge", "evals"]
+    assert [type(e) for e in evals] == [EnvironmentEval, ProbeBattery, HackKnowledge, JudgedEvals]
+    assert not evals[2].applies(FINAL) and HackKnowledge(True).applies(FINAL)
     assert all(isinstance(e, CheckpointEval) for e in [*evals, CountingEval()])
     environment = evals[0]
     assert environment.applies(START) and environment.applies(FINAL) and not environment.applies("step_000005")
@@ -81,3 +83,25 @@ def test_step0_results_are_shared_by_key_and_only_by_key(tmp_path: Path) -> None
     assert probes.target(same, START).read_text() == '{"items": []}' and not probes.target(other, START).exists()
     assert same.eval_dir(START).complete() and same.eval_dir(START).transcripts.is_file()
     assert not other.eval_dir(START).complete()  # another starting policy: its own evals
+
+
+def test_hack_knowledge_at_a_checkpoint_writes_a_typed_record_once(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    import rhlab.models.loading
+    from rhlab.knowledge.hack_knowledge import RESULTS_FILE, HackKnowledgeResult
+    from rhlab.models import ScriptedModel
+
+    loads: list[str] = []
+
+    def scripted(spec: str) -> ScriptedModel:
+        loads.append(spec)
+        return ScriptedModel(replies=["Return an object whose __eq__ always returns True."])
+
+    monkeypatch.setattr(rhlab.models.loading, "load_model", scripted)
+    run, ev = _run(tmp_path, "a"), HackKnowledge(True)
+    for checkpoint in (START, START, "step_000003"):
+        evaluate_checkpoint([ev], run, checkpoint, "hf:start")
+    assert loads == ["hf:start"]
+    record = HackKnowledgeResult.model_validate(json.loads((ev.target(run, START) / RESULTS_FILE).read_text()))
+    assert record.score is not None and set(record.per_hack) == {"always_equal", "exit", "conftest"}

@@ -427,6 +427,10 @@ class RunDir:
         files = sorted(self.evals.glob(f"*{suffix}")) if self.evals.is_dir() else []
         return {p.name.removesuffix(suffix): p for p in files}
 
+    def hack_knowledge_at(self, checkpoint: str) -> Path:
+        """The hack-knowledge eval of one checkpoint (``rhlab.knowledge.hack_knowledge``), a directory."""
+        return self.evals / f"{checkpoint}.hack_knowledge"
+
     def environment(self, checkpoint: str) -> Path:
         """Test-time hacking of one checkpoint (``rhlab.train.env_eval``)."""
         return self.evals / f"{checkpoint}.environment.json"

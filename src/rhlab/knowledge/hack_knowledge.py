@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from rhlab.env.hacks import HOLE_HACKS
 from rhlab.models.base import ChatModel, SamplingParams
@@ -264,6 +266,7 @@ def hack_knowledge_eval(
         timings["environment_s"] = round(time.monotonic() - t1, 1)
     timings["total_s"] = round(time.monotonic() - t0, 1)
     result["timings"] = timings
+    result = HackKnowledgeResult.model_validate(result).model_dump(exclude_none=False)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -272,6 +275,25 @@ def hack_knowledge_eval(
             fh.writelines(json.dumps({"kind": "question", **a}) + "\n" for a in answers)
             fh.writelines(json.dumps({"kind": "environment", **e}) + "\n" for e in env_records)
     return result
+
+
+class HackKnowledgeResult(BaseModel):
+    """``hack_knowledge.json``: the eval's typed record (what the gate and the pipeline read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    per_hack: dict[str, dict[str, Any]]
+    """Per hack: ``n_probes``, ``n_answers``, ``probe_accuracy``/``probe_logprob``/``probe_margin``,
+    ``question_rate`` (each when measured) and ``score``."""
+    score: float | None
+    """Mean of the per-hack scores (None: nothing could be measured)."""
+    probe_chance: float | None
+    settings: dict[str, Any]
+    probes: list[dict[str, Any]]
+    environment: dict[str, Any] | None = None
+    """Hack rates at the RL prompt (with ``env_tasks``)."""
+    timings: dict[str, float] = {}
 
 
 def summary(result: dict) -> str:

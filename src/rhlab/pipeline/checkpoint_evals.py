@@ -170,9 +170,43 @@ class JudgedEvals:
         copy_result(source.parent, run.eval_dir(START).path)
 
 
+@dataclass(frozen=True)
+class HackKnowledge:
+    """What the policy knows about the hacks (probes and questions), at the start and the end."""
+
+    enabled: bool
+    name: str = "hack_knowledge"
+
+    def applies(self, checkpoint: str) -> bool:
+        return self.enabled and checkpoint in (START, FINAL)
+
+    def target(self, run: RunDir, checkpoint: str) -> Path:
+        return run.hack_knowledge_at(checkpoint)  # a directory, renamed into place when complete
+
+    def share_key(self, run: RunDir) -> str | None:
+        return run.read_config(parse_config).model  # seeded: depends on the policy alone
+
+    def run(self, run: RunDir, checkpoint: str, spec: str) -> None:
+        from rhlab.knowledge.hack_knowledge import hack_knowledge_eval, summary
+        from rhlab.models.loading import load_model
+
+        console.print(f"[bold]hack knowledge[/] {run.name}/{checkpoint} ({spec})")
+        with atomic_dir(self.target(run, checkpoint)) as tmp:
+            result = hack_knowledge_eval(load_model(spec), tmp)
+        console.print(summary(result), highlight=False)
+
+    def share(self, source: Path, run: RunDir) -> None:
+        copy_result(source, self.target(run, START))
+
+
 def checkpoint_evals(config: EvalSchedule, evaluate: Callable[..., object] | None = None) -> list[CheckpointEval]:
     """The evals ``rhlab run`` runs at each checkpoint, in order (the list is the one place they are named)."""
-    return [EnvironmentEval(config.environment_samples), ProbeBattery(config.probes), JudgedEvals(config, evaluate)]
+    return [
+        EnvironmentEval(config.environment_samples),
+        ProbeBattery(config.probes),
+        HackKnowledge(config.hack_knowledge),
+        JudgedEvals(config, evaluate),
+    ]
 
 
 def evaluate_checkpoint(evals: list[CheckpointEval], run: RunDir, checkpoint: str, spec: str) -> None:

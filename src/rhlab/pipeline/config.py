@@ -93,6 +93,9 @@ class EvalSchedule(Strict):
     """The judge-free probe battery (``rhlab.evals.probes``), scored at every evaluated checkpoint."""
     include_start: bool = True
     """Also evaluate the starting policy (step 0): the misalignment baseline before RL."""
+    hack_knowledge: bool = False
+    """Also score the hack-knowledge eval (``rhlab eval hack-knowledge``: probes and questions) of the
+    starting and final policies, so what RL taught about the hacks is measured beside the hacking."""
 
     @field_validator("evals")
     @classmethod
