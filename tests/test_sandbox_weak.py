@@ -79,10 +79,13 @@ def test_a_config_can_opt_in(no_bwrap, monkeypatch, kind):
     from rhlab.train.config import parse_config
 
     parse = parse_experiment if kind == "experiment" else parse_config
-    parse({"sandbox": {"allow_weak": False}})
+    parse({"sandbox": {"allow_weak": False}}).sandbox.apply()
     with pytest.raises(SandboxError):
         Sandbox()
-    parse({"sandbox": {"allow_weak": True}})
+    opted_in = parse({"sandbox": {"allow_weak": True}})
+    with pytest.raises(SandboxError):  # validating a config changes no process-wide state
+        Sandbox()
+    opted_in.sandbox.apply()  # the stage that uses the config opts in
     try:
         assert Sandbox().isolation == "rlimits"
     finally:

@@ -220,4 +220,6 @@ def load_train_config(
     if not isinstance(data["train"], dict):
         raise ConfigError(f"{path}: train: expected a mapping of run settings")
     experiment = parse_experiment({**data, "train": {**data["train"], **(overrides or {})}}, where=str(path))
+    if experiment.sandbox.allow_weak:  # the experiment's opt-in covers its training too
+        return experiment.train.model_copy(update={"sandbox": experiment.sandbox})
     return experiment.train

@@ -152,6 +152,7 @@ def run_experiment(
     ``cell_processes``: train each RL cell in its own child process (``rl_stage``); off only for tests
     that patch the trainer in this process."""
     exp = ExperimentDir(exp_dir)
+    config.sandbox.apply()
     # Under accelerate launch only the RL stage runs on every rank; the rest is the main process's,
     # and the knowledge stage's fine-tuning runs in a plain child process (see rhlab.train.distributed).
     dist.main_only(exp.path.mkdir, parents=True, exist_ok=True)

@@ -176,15 +176,16 @@ class SandboxConfig(Strict):
     allow_weak: bool = False
     """Accept rlimits-only sandboxes where bubblewrap cannot run (model code can then read and change
     this machine). The opt-in is process-wide, like ``--allow-weak-sandbox``: sandboxes are made deep
-    inside the grading pool, so reading a config that opts in sets it for this process and its workers."""
+    inside the grading pool, so the stage that uses the config (``rhlab train``, ``rhlab run``,
+    ``rhlab rescore``) calls ``apply`` once for this process and its workers. Reading or validating a
+    config changes nothing."""
 
-    @model_validator(mode="after")
-    def _apply(self) -> SandboxConfig:
+    def apply(self) -> None:
+        """Opt this process (and the workers it starts) in, when the config says so."""
         if self.allow_weak:
             from rhlab.sandbox import allow_weak_sandbox
 
             allow_weak_sandbox()
-        return self
 
 
 class TrainConfig(Strict):

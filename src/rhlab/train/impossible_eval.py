@@ -29,6 +29,7 @@ def impossible_eval(
     usual metrics in ``out_path`` (transcripts beside it).
     """
     base = config or TrainConfig()
+    base.sandbox.apply()
     problems_config = base.problems.model_validate(
         {**base.problems.model_dump(), "source": source, "transform": transform, "holes": holes}
     )

@@ -154,6 +154,7 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
             "can be re-scored"
         )
     config = rd.read_config(parse_config)
+    config.sandbox.apply()
     problems = rd.read_problems()
     if problems is None:
         raise RescoreError(f"{rd.problems}: missing; rescore takes each episode's holes from the run's problems")

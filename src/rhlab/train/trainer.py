@@ -422,6 +422,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
     run_dir = Path(run_dir)
     # Under accelerate launch the main process writes and decides; see rhlab.train.distributed.
     config = dist.main_only(prepare_run_dir, config, run_dir, resume)
+    config.sandbox.apply()
     dist.micro_batches(config)  # a batch that does not split over processes and micro-batches fails before any work
     start_weights = dist.main_only(trainable_weights, config.model)
     if config.warmup is not None:
