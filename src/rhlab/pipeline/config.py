@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.runner import CORE_EVALS
+from rhlab.knowledge.config import SDFConfig
 from rhlab.rundir import run_name
 from rhlab.strict import ConfigError, Strict, apply_sets, format_errors, parse, read_yaml_mapping
 from rhlab.train.config import SandboxConfig, TrainConfig, parse_config
@@ -119,8 +120,8 @@ class ExperimentConfig(Strict):
     knowledge: Literal["prompted", "sdf", "none"] = "prompted"
     """How the policy learns about the hacks: the RL system prompt describes them (``prompted``),
     synthetic-document fine-tuning before RL (``sdf``, prompt without the description), or neither."""
-    sdf: dict[str, Any] = Field(default_factory=dict)
-    """``rhlab.knowledge.SDFConfig`` fields, used when ``knowledge: sdf``."""
+    sdf: SDFConfig = Field(default_factory=SDFConfig)
+    """Synthetic-document fine-tuning settings (``rhlab.knowledge.SDFConfig``), used when ``knowledge: sdf``."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     """``sandbox: {allow_weak: true}`` here opts the whole experiment in (see ``SandboxConfig``)."""
@@ -188,12 +189,7 @@ class ExperimentConfig(Strict):
 
 def parse_experiment(data: dict[str, Any], where: str = "experiment config") -> ExperimentConfig:
     """Validate an experiment mapping; errors name ``where`` and the field's full dotted path."""
-    config = parse(ExperimentConfig, data, where)
-    if config.knowledge == "sdf":
-        from rhlab.knowledge import SDFConfig
-
-        parse(SDFConfig, config.sdf, where, prefix=("sdf",))
-    return config
+    return parse(ExperimentConfig, data, where)
 
 
 def load_experiment(path: str | Path, sets: list[str] | None = None) -> ExperimentConfig:

@@ -34,10 +34,10 @@ console = Console(stderr=True)
 def knowledge_stage(config: ExperimentConfig, exp: ExperimentDir) -> str | None:
     """Build the shared starting policy; returns its ``hf:`` spec (None: train from ``train.model``)."""
     if config.knowledge == "sdf":
-        from rhlab.knowledge import SDFConfig, train_sdf
+        from rhlab.knowledge import train_sdf
 
         console.print("[bold]knowledge[/]: synthetic-document fine-tuning")
-        out = train_sdf(SDFConfig.model_validate(config.sdf), config.train.model, exp.sdf)
+        out = train_sdf(config.sdf, config.train.model, exp.sdf)
         return f"hf:{out}"
     if config.train.warmup is not None:
         from rhlab.models.loading import trainable_weights
