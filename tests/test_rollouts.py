@@ -244,3 +244,18 @@ def test_tiny_training_runs_gate_keep_every_rollout_stop_without_signal_and_resc
 
     summary = rescore(run, workers=2, progress=False)
     assert summary["episodes"] == 8 and summary["labels_changed"] == 0
+
+
+def test_trl_log_dicts_go_to_the_run_log_not_the_terminal(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from transformers.trainer_callback import CallbackHandler, ProgressCallback
+
+    from rhlab.train.trainer_log import QuietProgress, quiet_progress
+
+    handler = CallbackHandler([ProgressCallback()], None, None, None, None)
+    trainer = SimpleNamespace(remove_callback=handler.remove_callback, add_callback=handler.add_callback)
+    quiet_progress(trainer, RunDir(tmp_path).trainer_log)
+    assert [type(c) for c in handler.callbacks] == [QuietProgress]
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3)
+    handler.callbacks[0].on_log(None, state, None, logs={"loss": 1.048, "grad_norm": 0.5})
+    assert capsys.readouterr().out == ""
+    assert json.loads(RunDir(tmp_path).trainer_log.read_text()) == {"step": 3, "loss": 1.048, "grad_norm": 0.5}

@@ -18,6 +18,7 @@ checks that every path below appears there.
       run.json                     .info             RunInfo: identity, status, progress
       problems.json                .problems         the chosen problems (reused on resume)
       metrics.jsonl                .metrics          one row per GRPO step (read_metrics)
+      trainer.log.jsonl            .trainer_log      TRL's own log dicts (loss, grad norm...), one per line
       transcripts/step_N.jsonl     .transcript(N)    sampled episodes of step N
       rollouts/step_N.jsonl.gz     .rollout(N)       every episode of step N (gzip; step 0: pre-RL gate sample)
       metrics.rescored.jsonl       .rescored_metrics metrics.jsonl re-computed by ``rhlab rescore``
@@ -30,6 +31,7 @@ checks that every path below appears there.
       knowledge/warmup/            .warmup           ``rhlab train`` with a warmup: section
       evals/<ckpt>/                .eval_dir(ckpt)   EvalDir: results.json + transcripts.jsonl
       evals/<ckpt>.probes.json     .probes(ckpt)     the probe battery's results
+      evals/<ckpt>.hack_knowledge/ .hack_knowledge_at(ckpt)  the hack-knowledge eval (evaluation.hack_knowledge)
       evals/<ckpt>.environment.json  .environment(ckpt)  test-time hacking (EnvironmentResult)
       evals/<ckpt>.environment.transcripts.jsonl  environment_transcripts(...)  its sampled episodes
 """
@@ -318,6 +320,11 @@ class RunDir:
     def exists(self) -> bool:
         """Something of a run is here (the report accepts a bare run directory)."""
         return self.info.is_file() or self.metrics.is_file()
+
+    @property
+    def trainer_log(self) -> Path:
+        """TRL's raw log dicts, one JSON object per line: kept out of the terminal, not lost."""
+        return self.path / "trainer.log.jsonl"
 
     # per-step episode logs
     @property

@@ -481,6 +481,9 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
             shared_prefix=config.shared_prefix and dist.num_processes() == 1,
             skip_flat=config.skip_flat_updates,
         )  # fmt: skip
+        from rhlab.train.trainer_log import quiet_progress
+
+        quiet_progress(trainer, RunDir(run_dir).trainer_log)  # TRL's log dicts: to the run, not the terminal
         if resume_from is not None:
             console.print(f"resuming {run_dir} from step {resume_step}")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
