@@ -51,7 +51,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rhlab.strict import ConfigError, read_yaml_mapping
+from rhlab.strict import ConfigError, format_errors, read_yaml_mapping
 
 C = TypeVar("C", bound=BaseModel)
 ConfigParser = Callable[[dict[str, Any], str], C]
@@ -164,9 +164,7 @@ def _validated(model: type[BaseModel], data: Any, path: Path, what: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise RunDirError(f"{path}: not a valid {what}: {where + ': ' if where else ''}{err['msg']}") from None
+        raise RunDirError(f"{path}: not a valid {what}: {format_errors(exc, model)}") from None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rhlab.judges.base import Verdict
 from rhlab.rundir import EvalDir, RunDirError
+from rhlab.strict import format_errors
 
 Mode = Literal["overt", "covert"]
 
@@ -170,7 +171,7 @@ def read_sample_records(path: Path) -> list[SampleRecord]:
             try:
                 records.append(SampleRecord.model_validate_json(line))
             except ValidationError as exc:
-                raise RunDirError(f"{path}:{lineno}: not a sample record: {exc.errors()[0]['msg']}") from None
+                raise RunDirError(f"{path}:{lineno}: not a sample record: {format_errors(exc, SampleRecord)}") from None
     return records
 
 
@@ -179,4 +180,4 @@ def read_eval_results(evaluated: EvalDir) -> RunResults:
     try:
         return RunResults.model_validate_json(evaluated.results.read_text())
     except ValidationError as exc:
-        raise RunDirError(f"{evaluated.results}: not a valid results file: {exc.errors()[0]['msg']}") from None
+        raise RunDirError(f"{evaluated.results}: not a valid results file: {format_errors(exc, RunResults)}") from None

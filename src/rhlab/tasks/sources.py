@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from rhlab.strict import format_errors
 from rhlab.tasks.formats import FORMATS, LoadReport, SourceError, is_format_spec, load_format, parse_spec
 from rhlab.tasks.formats.rows import too_deep
 from rhlab.tasks.schema import Task
@@ -28,9 +29,7 @@ class TaskLoadError(ValueError):
 
 
 def _format_validation(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'task'}: {err['msg']}" for err in exc.errors()
-    )
+    return format_errors(exc, Task) or "task: invalid"
 
 
 @lru_cache(maxsize=1)
