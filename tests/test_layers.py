@@ -1,7 +1,7 @@
 """Layers point one way: no module imports a package above its own, lazily or not, and packages form no cycle.
 
 The order, bottom to top: ``strict``/``rundir`` -> ``sandbox`` -> ``tasks`` -> ``env`` -> ``models`` ->
-``judges`` -> ``knowledge`` and ``train`` -> ``evals`` -> ``report`` -> ``pipeline``. Each package's
+``judges`` -> ``knowledge`` and ``train`` -> ``evals`` -> (``interop``) -> ``report`` -> ``pipeline``. Each package's
 ``cli.py`` (and the top ``rhlab.cli``) is an entry point above them all.
 """
 
@@ -14,10 +14,12 @@ import rhlab
 
 SRC = Path(rhlab.__file__).parent
 
-LAYER: dict[str, int] = {
+LAYER: dict[str, float] = {
     "strict": 0, "rundir": 0, "sandbox": 1, "tasks": 2, "env": 3, "models": 4, "judges": 5,
-    "knowledge": 6, "train": 6, "evals": 7, "report": 8, "pipeline": 9,
+    "knowledge": 6, "train": 6, "evals": 7, "interop": 7.5, "report": 8, "pipeline": 9,
 }  # fmt: skip
+"""``interop`` (Inspect AI tasks, scorers and logs over rhlab's evals) sits above the evals it wraps
+and below the report, which shows Inspect logs' score tables."""
 ENTRY = 99
 """``cli.py`` modules and ``rhlab/__init__``: entry points above every layer."""
 
