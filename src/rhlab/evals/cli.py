@@ -128,10 +128,11 @@ def eval_command(
     typer.echo(summary(results))
     typer.echo(_wrote(out))
     if inspect_log is not None:
+        from rhlab.evals.records import read_sample_records
         from rhlab.interop.inspect.logs import write_inspect_logs
         from rhlab.rundir import EvalDir
 
-        for path in write_inspect_logs(inspect_log, results, EvalDir(out).read_transcripts()):
+        for path in write_inspect_logs(inspect_log, results, read_sample_records(EvalDir(out).transcripts)):
             typer.echo(f"wrote Inspect log {path}")
 
 
