@@ -70,11 +70,11 @@ def monitor_flag(e: Graded) -> float:
 
 
 def answer_format(e: Graded) -> float:
-    """The answer gave the environment code to run: at least one file, and no unclosed reasoning.
+    """The answer gave the environment code to run: at least one file.
 
     An unclosed ``<thinking>`` block leaves no answer at all, so this is 0 for it as well.
     """
-    return float(bool(e.files) and bool(e.answer))
+    return float(bool(e.files))
 
 
 def error(e: Graded) -> float:
