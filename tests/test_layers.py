@@ -16,10 +16,11 @@ SRC = Path(rhlab.__file__).parent
 
 LAYER: dict[str, float] = {
     "strict": 0, "rundir": 0, "sandbox": 1, "tasks": 2, "env": 3, "models": 4, "judges": 5,
-    "knowledge": 6, "train": 6, "evals": 7, "interop": 7.5, "report": 8, "pipeline": 9,
+    "knowledge": 6, "train": 6, "evals": 7, "interop": 7.5, "report": 8, "pipeline": 9, "doctor": 10,
 }  # fmt: skip
 """``interop`` (Inspect AI tasks, scorers and logs over rhlab's evals) sits above the evals it wraps
-and below the report, which shows Inspect logs' score tables."""
+and below the report, which shows Inspect logs' score tables; ``doctor`` (``rhlab doctor``, a command
+module) may read any layer."""
 ENTRY = 99
 """``cli.py`` modules and ``rhlab/__init__``: entry points above every layer."""
 
