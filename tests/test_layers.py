@@ -88,9 +88,7 @@ def test_every_package_has_a_layer() -> None:
 
 
 def test_no_module_imports_a_package_above_its_own() -> None:
-    upward = {
-        (a, b): files for (a, b), files in _edges().items() if LAYER[b] > LAYER[a] and (a, b) not in ALLOWED
-    }
+    upward = {(a, b): files for (a, b), files in _edges().items() if LAYER[b] > LAYER[a] and (a, b) not in ALLOWED}
     listing = "\n".join(f"  {a} -> {b}: {sorted(set(f))}" for (a, b), f in upward.items())
     assert not upward, "upward imports:\n" + listing
     assert len(ALLOWED) <= 2
