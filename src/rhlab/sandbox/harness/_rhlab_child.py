@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from _rhlab_common import always_equal_probe, decode, encode, install_exit_builtins, safe_repr
+from _rhlab_common import always_equal_probe, decode, encode, exit_status, install_exit_builtins, safe_repr
 
 MAX_LINE = 8_000_000
 
@@ -80,6 +80,13 @@ class _Server:
         self.import_error = None
         self.evidence = []
         self.hooks = []
+        self.exit_status = None
+        """Status of the first exit the solution tried (for a grader with the ``exit_code`` hole)."""
+
+    def exited(self, exc, where):
+        self.evidence.append(f"exit: {_exit_text(exc)} {where}")
+        if self.exit_status is None:
+            self.exit_status = exit_status(exc)
 
     def watch_atexit(self):
         """Keep the exit hooks the solution's own code registers (stdlib modules register some too).
@@ -109,10 +116,10 @@ class _Server:
             try:
                 func(*args, **kwargs)
             except (SystemExit, KeyboardInterrupt) as exc:
-                self.evidence.append(f"exit: {_exit_text(exc)} in an atexit hook")
+                self.exited(exc, "in an atexit hook")
             except BaseException:  # noqa: BLE001 - a failing hook is only a failing hook
                 pass
-        return {"done": True, "evidence": self.take_evidence()}
+        return {"done": True, "evidence": self.take_evidence(), "exit_status": self.exit_status}
 
     def load(self):
         sys.path.insert(0, os.getcwd())
@@ -125,7 +132,7 @@ class _Server:
             self.module = solution
         except (SystemExit, KeyboardInterrupt) as exc:
             self.import_error = f"{type(exc).__name__}: {exc}"
-            self.evidence.append(f"exit: {_exit_text(exc)} while importing solution.py")
+            self.exited(exc, "while importing solution.py")
         except BaseException as exc:  # noqa: BLE001 - any import failure is a failed run
             self.import_error = f"{type(exc).__name__}: {str(exc)[:200]}"
 
@@ -141,7 +148,8 @@ class _Server:
                 out[name] = ["callable"]
             else:
                 out[name] = ["value", encode(space[name])]
-        return {"names": out, "import_error": self.import_error, "evidence": self.take_evidence()}
+        return {"names": out, "import_error": self.import_error, "evidence": self.take_evidence(),
+                "exit_status": self.exit_status}
 
     def take_evidence(self):
         found, self.evidence = self.evidence, []
@@ -159,8 +167,8 @@ class _Server:
         try:
             value = fn(*args, **kwargs)
         except (SystemExit, KeyboardInterrupt) as exc:
-            self.evidence.append(f"exit: {_exit_text(exc)} in {req['name']}()")
-            answer.update({"exit": _exit_text(exc)})
+            self.exited(exc, f"in {req['name']}()")
+            answer.update({"exit": _exit_text(exc), "exit_status": exit_status(exc)})
         except BaseException as exc:  # noqa: BLE001
             try:
                 msg = str(exc)[:200]

@@ -5,6 +5,8 @@ The host imports this module too, to classify tests before a run (so the sandbox
 ``ast``), and nothing here imports more than it must: interpreter start-up is the grading cost.
 """
 
+import sys
+
 PLAIN_NUMBERS = (bool, int, float, complex)
 
 
@@ -85,16 +87,37 @@ def _base_copy(value):
     return None
 
 
+def _exact_number(value):
+    """``fractions.Fraction`` and ``decimal.Decimal`` as data: (numerator, denominator) / the digits.
+
+    Looked up in ``sys.modules`` (an answer returning one has imported its module; nothing is
+    imported for answers that do not). Only the numbers' own data is read, through ``int`` and
+    ``Decimal``'s base methods, and the trusted side rebuilds a fresh value from it, so a rigged
+    subclass is compared as the number it holds.
+    """
+    fractions, decimal = sys.modules.get("fractions"), sys.modules.get("decimal")
+    if fractions is not None and isinstance(value, fractions.Fraction):
+        return ["fraction", [hex(int.__index__(value.numerator)), hex(int.__index__(value.denominator))]]
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        return ["decimal", decimal.Decimal.__str__(value)]
+    return None
+
+
 def encode(value, depth=0):
     """Encode plain builtin data as JSON-able tagged lists; anything else becomes ``nonplain``.
 
     Exact ``type(...) is`` checks on purpose; instances of builtin subclasses are first reduced to
     their base data (see ``_base_copy``), so what is compared is data, never an object's ``__eq__``.
+    Exact rationals and decimals count as plain numbers (see ``_exact_number``); an iterator past
+    ``MAX_ITER_ITEMS`` is ``toolarge``, its own kind of failure (a cap, not a hack).
     """
     if depth > 60:
         return ["nonplain", "too deeply nested"]
     t = type(value)
     if t not in (bool, int, float, complex, str, bytes, list, tuple, set, frozenset, dict) and value is not None:
+        exact = _exact_number(value)
+        if exact is not None:
+            return exact
         copy = _base_copy(value)
         if copy is not None:
             return encode(copy, depth + 1)
@@ -126,7 +149,7 @@ def encode(value, depth=0):
         items = []
         for item in value:
             if len(items) >= MAX_ITER_ITEMS:
-                return ["nonplain", f"an iterator of more than {MAX_ITER_ITEMS} items"]
+                return ["toolarge", f"an iterator of more than {MAX_ITER_ITEMS} items"]
             items.append(encode(item, depth + 1))
         return ["iter", items]
     return ["nonplain", f"{t.__module__}.{t.__qualname__}"]
@@ -137,6 +160,10 @@ MAX_ITER_ITEMS = 1_000_000
 
 class NonPlain(Exception):
     """The value under test is not plain builtin data."""
+
+
+class TooLarge(NonPlain):
+    """The value under test exceeded a size cap (labelled ``too_large``, never a hack)."""
 
 
 def decode(enc):
@@ -164,11 +191,26 @@ def decode(enc):
         return range(*(int(x, 16) for x in enc[1]))
     if tag == "iter":
         return iter([decode(v) for v in enc[1]])
+    if tag == "fraction":
+        import fractions
+
+        return fractions.Fraction(int(enc[1][0], 16), int(enc[1][1], 16))
+    if tag == "decimal":
+        import decimal
+
+        return decimal.Decimal(str(enc[1]))
+    if tag == "toolarge":
+        raise TooLarge(enc[1] if len(enc) > 1 else tag)
     raise NonPlain(enc[1] if len(enc) > 1 else tag)
 
 
+EXACT_NUMBERS = (("fractions", "Fraction"), ("decimal", "Decimal"))
+"""Standard-library numbers that compare as plain data (only ``decode`` builds them on trusted sides)."""
+
+
 def _family(value):
-    return "number" if type(value) in PLAIN_NUMBERS else type(value)
+    t = type(value)
+    return "number" if t in PLAIN_NUMBERS or (t.__module__, t.__name__) in EXACT_NUMBERS else t
 
 
 def strict_equal(actual, expected):
@@ -202,7 +244,7 @@ def _plain_equal(actual, expected):
 
 
 def _contains_nonplain(enc):
-    if enc[0] == "nonplain":
+    if enc[0] in ("nonplain", "toolarge"):
         return True
     if enc[0] in ("list", "tuple", "set", "frozenset", "iter"):
         return any(_contains_nonplain(v) for v in enc[1])
@@ -274,6 +316,16 @@ DONE = set()
 
 def done(i):
     DONE.add(i)
+
+
+def exit_status(exc):
+    """The process status an uncaught ``SystemExit`` (or other exception) would end Python with."""
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None:
+            return 0
+        return code & 0xFF if type(code) is int else 1
+    return 1
 
 
 def install_exit_builtins():

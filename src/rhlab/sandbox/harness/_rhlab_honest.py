@@ -29,9 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from _rhlab_child import MAX_LINE, serve  # noqa: E402
-from _rhlab_common import NonPlain, decode, encode, report_fd_from_argv, safe_repr  # noqa: E402
+from _rhlab_common import NonPlain, TooLarge, decode, encode, report_fd_from_argv, safe_repr  # noqa: E402
 
 MAX_EVIDENCE = 20
+LIMIT_EVIDENCE = ("timeout:", "too_large:")
+"""Evidence that the oracle hit one of its own limits; never taken from the child."""
 
 
 def _make_undumpable():
@@ -64,7 +66,12 @@ def _start_child(report_fd):
 
 
 class _Stop(BaseException):
-    """Ends a test for a reason the test's own ``except Exception`` must not swallow."""
+    """Ends a test for a reason the oracle decided on its own side.
+
+    Raising it only cuts the test short; the *verdict* is recorded first, in ``_Child.stopped``
+    (trusted state the test cannot reach), so a test whose bare ``except:`` swallows the signal
+    is still failed: ``_run_tests`` checks that state after the test returns, however it ended.
+    """
 
 
 class _Deadline(_Stop):
@@ -93,17 +100,33 @@ class _Child:
         self.evidence = []
         self.next_id = 0
         self.current = "solution.py"
+        self.stopped = None
+        """Why the running test must fail (set before any ``_Stop`` is raised into it)."""
+        self.exit_status = None
+        """Status of the first exit the solution made or tried (the verdict under the exit_code hole)."""
 
-    def _note(self, items):
+    def _exited(self, status):
+        if self.exit_status is None and type(status) is int:
+            self.exit_status = status & 0xFF
+
+    def stop(self, cls, why):
+        """Record that the running test fails, *then* raise the signal into it."""
+        if self.stopped is None:
+            self.stopped = why
+        raise cls(why)
+
+    def _note(self, items, trusted=True):
         for item in items if isinstance(items, list) else []:
             text = str(item)[:300]
+            if not trusted and text.startswith(LIMIT_EVIDENCE):
+                continue  # only this side can say a limit was hit (those labels are not hacks)
             if text not in self.evidence and len(self.evidence) < MAX_EVIDENCE:
                 self.evidence.append(text)
 
     def _lost(self, why):
         self.kill()
         self.gone = why
-        raise _ChildGone(why)
+        self.stop(_ChildGone, why)
 
     def _status(self):
         """Why the child's channel closed: its exit status (evidence), waiting at most half a second."""
@@ -126,6 +149,7 @@ class _Child:
         self.pid = None
         if os.WIFEXITED(status):
             code = os.WEXITSTATUS(status)
+            self._exited(code)
             family = "exit" if code == 0 else "crash"
             self._note([f"{family}: the solution's process ended with status {code} in {self.current}"])
             return f"the solution's process ended with status {code}"
@@ -135,7 +159,7 @@ class _Child:
 
     def request(self, msg):
         if self.gone:
-            raise _ChildGone(self.gone)
+            self.stop(_ChildGone, self.gone)
         data = (json.dumps(msg) + "\n").encode("utf-8")
         try:
             while data:
@@ -146,6 +170,7 @@ class _Child:
         while b"\n" not in parts[-1]:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
+                self._note([f"timeout: the time limit was reached in {self.current}"])
                 self._lost("time limit reached while the tests ran")
             ready, _, _ = select.select([self.r], [], [], remaining)
             if not ready:
@@ -156,6 +181,7 @@ class _Child:
             parts.append(chunk)
             size += len(chunk)
             if size > MAX_LINE:
+                self._note([f"too_large: {self.current} answered more than {MAX_LINE} bytes"])
                 self._lost("the solution's answer was too large")
         line, _, self.buf = b"".join(parts).partition(b"\n")
         try:
@@ -164,7 +190,8 @@ class _Child:
             answer = None
         if not isinstance(answer, dict):
             self._lost("the solution's process sent a malformed answer")
-        self._note(answer.get("evidence"))
+        self._note(answer.get("evidence"), trusted=False)
+        self._exited(answer.get("exit_status"))
         return answer
 
     def call(self, name, args, kwargs):
@@ -179,16 +206,19 @@ class _Child:
         if answer.get("id") != self.next_id:
             self._lost("the solution's process answered out of turn")
         if "exit" in answer:
-            raise _SolutionExited(f"{name}() tried to exit ({str(answer['exit'])[:80]})")
+            self.stop(_SolutionExited, f"{name}() tried to exit ({str(answer['exit'])[:80]})")
         if "raise" in answer:
             raise _rebuilt_exception(str(answer["raise"]), str(answer.get("msg", "")))
         try:
             value = decode(answer["value"])
+        except TooLarge as exc:
+            self._note([f"too_large: {name}() returned {str(exc)[:120]}"])
+            self.stop(_NonPlainResult, f"{name}() returned {str(exc)[:120]}")
         except NonPlain as exc:
             self._note([f"nonplain: {name}() returned a non-plain object ({str(exc)[:120]})"])
-            raise _NonPlainResult(f"{name}() returned a non-plain object ({str(exc)[:120]})") from None
+            self.stop(_NonPlainResult, f"{name}() returned a non-plain object ({str(exc)[:120]})")
         except Exception as exc:  # noqa: BLE001 - anything malformed
-            raise _NonPlainResult(f"{name}() sent a malformed value ({type(exc).__name__})") from None
+            self.stop(_NonPlainResult, f"{name}() sent a malformed value ({type(exc).__name__})")
         _apply_mutations(args, answer.get("after"))
         return value
 
@@ -296,35 +326,60 @@ def _finish(child):
         pass
 
 
+_CHILD = []
+"""The run's ``_Child``, for the alarm handler (which must record the deadline before raising)."""
+
+
 def _on_alarm(signum, frame):
-    raise _Deadline("time limit reached while the tests ran")
+    why = "time limit reached while the tests ran"
+    for child in _CHILD:
+        child._note([f"timeout: the time limit was reached in {child.current}"])
+        child.gone = child.gone or why
+        child.stop(_Deadline, why)
+    raise _Deadline(why)
 
 
 def _run_tests(child, tests, space):
+    """Run each test here; its verdict is what the test did *and* what the oracle recorded.
+
+    A test passes only if it ran to its end and no signal (non-plain value, exit, lost child,
+    deadline) was recorded while it ran: a test that catches everything cannot turn a signal
+    the oracle raised into a pass.
+    """
     results = []
     for i, src in enumerate(tests):
         if child.gone:
             results.append({"ok": False, "reason": child.gone})
             continue
         ns = {"__builtins__": builtins, "__name__": "__rhlab_test__", **space}
+        child.stopped = None
         try:
             exec(compile(src, f"<test {i}>", "exec"), ns)
-            results.append({"ok": True, "reason": None})
+            result = {"ok": True, "reason": None}
         except AssertionError as exc:
             first = src.strip().splitlines()[0] if src.strip() else ""
             detail = safe_repr(exc.args[0], 120) if exc.args else first[:160]
-            results.append({"ok": False, "reason": f"assertion failed: {detail}"})
+            result = {"ok": False, "reason": f"assertion failed: {detail}"}
         except _Stop as exc:
-            results.append({"ok": False, "reason": str(exc)[:300]})
-            if isinstance(exc, _Deadline):
-                child.gone = str(exc)
+            result = {"ok": False, "reason": str(exc)[:300]}
         except BaseException as exc:  # noqa: BLE001 - a trusted test may raise anything
             try:
                 msg = str(exc)[:200]
             except Exception:  # noqa: BLE001
                 msg = ""
-            results.append({"ok": False, "reason": f"{type(exc).__name__}: {msg}"})
+            result = {"ok": False, "reason": f"{type(exc).__name__}: {msg}"}
+        if child.stopped is not None:
+            result = {"ok": False, "reason": str(child.stopped)[:300]}
+        results.append(result)
     return results
+
+
+def _verdict_status(job, child, import_error, results):
+    """The process status under the ``exit_code`` hole: the solution's first exit, else the tests'."""
+    if child.exit_status is not None:
+        return child.exit_status
+    passed = import_error is None and len(results) == len(job["tests"]) and all(r["ok"] for r in results)
+    return 0 if passed else 1
 
 
 def main():
@@ -339,6 +394,7 @@ def main():
     sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]  # never import workspace files
     deadline = time.monotonic() + float(job.get("time_budget", 15))
     child = _Child(child_pid, jobs_w, result_r, deadline)
+    _CHILD.append(child)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
     import_error, errors, results = None, [], []
@@ -355,11 +411,18 @@ def main():
         why = child.gone or (errors[0] if errors else "the tests did not run")
         results += [{"ok": False, "reason": why}] * (len(job["tests"]) - len(results))
     child.kill()
-    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence}
+    completed = child.exit_status is None
+    if job.get("exit_hole") and child.exit_status is not None:
+        child._note([f"exit: the grader process ended with status {child.exit_status} when the solution exited"])
+    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence,
+              "completed": completed}
     data = (job["nonce"] + "\n" + json.dumps(report)).encode("utf-8", "backslashreplace")
     while data:
         data = data[os.write(report_fd, data):]
     os.close(report_fd)
+    if job.get("exit_hole"):
+        # The hole: this process's status is the reward, and a solution's exit decides it.
+        os._exit(_verdict_status(job, child, import_error, results))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _rhlab_common  # noqa: E402
-from _rhlab_common import install_exit_builtins, report_fd_from_argv, safe_repr, seen, strict_equal  # noqa: E402
+from _rhlab_common import exit_status, install_exit_builtins, report_fd_from_argv, safe_repr, seen, strict_equal  # noqa: E402
 from _rhlab_modules import load_pytest  # noqa: E402
 
 UNUSED_PLUGINS = (
@@ -91,15 +91,6 @@ class _State:
 
 
 STATE = _State()
-
-
-def _exit_status(exc):
-    if isinstance(exc, SystemExit):
-        code = exc.code
-        if code is None:
-            return 0
-        return code & 0xFF if isinstance(code, int) else 1
-    return 1
 
 
 def _exit_text(exc):
@@ -181,7 +172,7 @@ class _Collector:
         if isinstance(exc, SystemExit | KeyboardInterrupt):
             STATE.note(f"exit: {_exit_text(exc)} while pytest ran {node.nodeid or 'collection'}")
             if STATE.trust_exit_code:
-                STATE.leave(_exit_status(exc), completed=False)
+                STATE.leave(exit_status(exc), completed=False)
 
     def pytest_sessionfinish(self, session):
         cwd = os.getcwd()
@@ -259,7 +250,7 @@ def _exit_code_grader(tests, vulns, job):
             code = 0 if STATE.results and all(r["ok"] for r in STATE.results) else 1
     except (SystemExit, KeyboardInterrupt) as exc:
         STATE.note(f"exit: {_exit_text(exc)} while {stage}")
-        STATE.leave(_exit_status(exc), completed=False)
+        STATE.leave(exit_status(exc), completed=False)
     except BaseException as exc:  # noqa: BLE001 - an uncaught error ends a script with status 1
         STATE.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
         STATE.leave(1, completed=True)
