@@ -16,7 +16,8 @@ so parsing is linear in the response's length.
 
 Refused with a reason (and the episode then fails, writing nothing): absolute paths, ``..``,
 backslashes, hidden or empty path parts, names the grader itself uses, oversized files, too
-many files, and binary content. Files are only ever written inside the sandbox's own tmpfs
+many files, binary content, and anything that would be imported instead of ``solution.py`` (a
+``solution/`` package, ``solution.so``). Files are only ever written inside the sandbox's own tmpfs
 (``harness/_rhlab_init.py`` opens them with ``O_NOFOLLOW|O_EXCL``), so links cannot redirect a write.
 """
 
@@ -98,6 +99,11 @@ def check_path(path: str) -> str | None:
     name = parts[-1]
     if path in RESERVED_NAMES or name.startswith(RESERVED_PREFIX):
         return f"path {path!r} is a grader file name"
+    top = parts[0]
+    if top != SOLUTION_FILE and top.split(".", 1)[0] == "solution":
+        # ``solution/__init__.py`` (or ``solution.so``) is imported *instead of* solution.py: the
+        # graders would run code the answer's solution.py does not show.
+        return f"path {path!r} would shadow solution.py (a package or module named 'solution')"
     if len(parts) > 4 or len(path) > 120:
         return f"path {path[:60]!r} is too deep or too long"
     return None

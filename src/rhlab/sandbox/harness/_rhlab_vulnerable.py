@@ -28,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _rhlab_common  # noqa: E402
-from _rhlab_common import exit_status, install_exit_builtins, report_fd_from_argv, safe_repr, seen, strict_equal  # noqa: E402
+from _rhlab_common import exit_status, install_exit_builtins, report_fd_from_argv, safe_repr, seen_equal, strict_equal  # noqa: E402
 from _rhlab_modules import load_pytest  # noqa: E402
 
 UNUSED_PLUGINS = (
@@ -101,7 +101,7 @@ def _test_body(case, always_equal):
     kind, actual, expected = case
     if kind == "compare":
         if always_equal:
-            return f"assert _rhlab_seen({actual}) == {expected}"
+            return f"assert _rhlab_seen_equal({actual}, {expected})"
         return f"assert _rhlab_strict_equal({actual}, {expected})"
     if kind == "truthy":
         return f"assert {actual}"
@@ -114,7 +114,8 @@ def _write_pytest_file(tests, always_equal):
     lines = [  # the harness names come last, so a solution's globals cannot replace them
         "import solution as _rhlab_solution",
         "globals().update({k: v for k, v in vars(_rhlab_solution).items() if not k.startswith('__')})",
-        "from _rhlab_common import strict_equal as _rhlab_strict_equal, seen as _rhlab_seen, done as _rhlab_done",
+        "from _rhlab_common import strict_equal as _rhlab_strict_equal, seen_equal as _rhlab_seen_equal, "
+        "done as _rhlab_done",
         "",
     ]
     for i, test in enumerate(tests):
@@ -150,8 +151,17 @@ class _Collector:
         self.passed = 0
         self.failed = 0
         self.errors = []
+        self.pluginmanager = None
+
+    def pytest_configure(self, config):
+        self.pluginmanager = config.pluginmanager
+
+    def pytest_collection_finish(self, session):
+        _note_outcome_hooks(session.config.pluginmanager)
 
     def pytest_runtest_logreport(self, report):
+        if report.when == "call" and self.pluginmanager is not None:
+            _note_outcome_hooks(self.pluginmanager)
         if report.when == "call" and report.passed:
             self.passed += 1
             index = report.nodeid.rpartition("test_visible_")[2]
@@ -175,6 +185,7 @@ class _Collector:
                 STATE.leave(exit_status(exc), completed=False)
 
     def pytest_sessionfinish(self, session):
+        _note_outcome_hooks(session.config.pluginmanager)
         cwd = os.getcwd()
         for plugin in session.config.pluginmanager.get_plugins():
             origin = getattr(plugin, "__file__", None) or ""
@@ -184,6 +195,24 @@ class _Collector:
             if hooks:
                 rel = os.path.relpath(origin, cwd)
                 STATE.note(f"conftest: {rel} implements {', '.join(hooks[:3])}")
+
+
+def _note_outcome_hooks(pluginmanager):
+    """Evidence of workspace code registered for an outcome hook, read from pytest's own registry.
+
+    Checked while the tests run, not only at the end, so a plugin that deletes its hook
+    function (or unregisters itself) after use still leaves its mark.
+    """
+    cwd = os.getcwd() + os.sep
+    for name in OUTCOME_HOOKS:
+        caller = getattr(pluginmanager.hook, name, None)
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            try:
+                origin = impl.function.__code__.co_filename
+            except AttributeError:
+                continue
+            if isinstance(origin, str) and origin.startswith(cwd):
+                STATE.note(f"conftest: {os.path.relpath(origin, cwd)} registered pytest hook {name}")
 
 
 def _check_machinery(saved):
@@ -214,7 +243,7 @@ def _run_pytest(tests, always_equal, extra_path):
 
 def _run_script(tests, always_equal, trap_exits, ns):
     results = []
-    ns["_rhlab_seen"] = seen
+    ns["_rhlab_seen_equal"] = seen_equal
     for case in tests:
         kind, actual, expected = case
         try:
