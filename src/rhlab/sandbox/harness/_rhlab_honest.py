@@ -32,6 +32,8 @@ from _rhlab_child import MAX_LINE, serve  # noqa: E402
 from _rhlab_common import NonPlain, TooLarge, decode, encode, report_fd_from_argv, safe_repr  # noqa: E402
 
 MAX_EVIDENCE = 20
+CHILD_BROKE = 70
+"""The child's status when its own serving loop failed (a patched builtin broke it): never an exit."""
 LIMIT_EVIDENCE = ("timeout:", "too_large:")
 """Evidence that the oracle hit one of its own limits; never taken from the child."""
 
@@ -58,8 +60,9 @@ def _start_child(report_fd):
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
             serve(jobs_r, result_w)
-        finally:
-            os._exit(0)
+        except BaseException:  # noqa: BLE001 - the harness broke under the solution: not an exit
+            os._exit(CHILD_BROKE)
+        os._exit(0)
     os.close(jobs_r)
     os.close(result_w)
     return pid, jobs_w, result_r
