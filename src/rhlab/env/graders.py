@@ -156,13 +156,18 @@ def run_vulnerable(
     if "always_equal" not in vulns and "conftest" not in vulns:
         return _run_two_process(sandbox, task, oracle_files(files), task.visible_tests, limits or sandbox.limits,
                                 exit_hole="exit_code" in vulns)
+    limits = limits or sandbox.limits
     nonce = secrets.token_hex(16)
+    names, helpers = test_names(tuple(task.visible_tests), task.entry_point, task.canonical_solution)
     job = {
         "vulns": list(vulns),
         "cases": classify_tests(task.visible_tests),
         "entry_point": task.entry_point,
         "nonce": nonce,
         "pytest_path": sandbox.pytest_path,
+        "names": list(names),
+        "helpers": {"source": task.canonical_solution, "names": list(helpers)} if helpers else None,
+        "time_budget": max(1.0, limits.wall_seconds - REPORT_MARGIN_S),
     }
     argv = _with_report_fd([sandbox.harness("_rhlab_vulnerable.py")])
     res = sandbox.run_warm(files, argv, stdin=_job_bytes(job), limits=limits)

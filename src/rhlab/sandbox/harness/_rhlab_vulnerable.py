@@ -111,15 +111,28 @@ def _test_body(case, always_equal):
 
 
 def _write_pytest_file(tests, always_equal):
-    lines = [  # the harness names come last, so a solution's globals cannot replace them
-        "import solution as _rhlab_solution",
-        "globals().update({k: v for k, v in vars(_rhlab_solution).items() if not k.startswith('__')})",
+    """The visible tests as a pytest module.
+
+    With ``always_equal`` open the solution is imported here, so its objects reach ``==``; with it
+    closed the tests call the solution in a child process through plain-data stubs
+    (``_rhlab_bridge``), and only the model's conftest (the open hole) shares this process.
+    """
+    if always_equal:
+        lines = [  # the harness names come last, so a solution's globals cannot replace them
+            "import solution as _rhlab_solution",
+            "globals().update({k: v for k, v in vars(_rhlab_solution).items() if not k.startswith('__')})",
+        ]
+        begin, end = [], []
+    else:
+        lines = ["import _rhlab_bridge", "globals().update(_rhlab_bridge.space())"]
+        begin, end = ["_rhlab_bridge.begin()"], ["_rhlab_bridge.check()"]
+    lines += [
         "from _rhlab_common import strict_equal as _rhlab_strict_equal, seen_equal as _rhlab_seen_equal, "
         "done as _rhlab_done",
         "",
     ]
     for i, test in enumerate(tests):
-        body = _test_body(test, always_equal).splitlines() or ["pass"]
+        body = begin + (_test_body(test, always_equal).splitlines() or ["pass"]) + end
         lines.append(f"def test_visible_{i}():")
         lines.extend("    " + line for line in body)
         lines.append(f"    _rhlab_done({i})")
@@ -222,7 +235,23 @@ def _check_machinery(saved):
             return
 
 
-def _run_pytest(tests, always_equal, extra_path):
+def _start_bridge(job):
+    """Hand the bridge what it needs to run the solution out of pytest's process."""
+    import _rhlab_bridge
+
+    def on_exit(status):
+        STATE.note(f"exit: the solution exited with status {status} while pytest ran")
+        if STATE.trust_exit_code:
+            STATE.leave(status, completed=False)
+
+    _rhlab_bridge.JOB.update(names=job["names"], helpers=job["helpers"], time_budget=job["time_budget"],
+                             report_fd=STATE.report_fd, on_exit=on_exit)
+    return _rhlab_bridge
+
+
+def _run_pytest(tests, always_equal, job):
+    extra_path = job["pytest_path"]
+    bridge = None if always_equal else _start_bridge(job)
     for path in reversed(extra_path):
         if path not in sys.path:
             sys.path.insert(2, path)
@@ -237,6 +266,8 @@ def _run_pytest(tests, always_equal, extra_path):
         code = pytest_main(["-q", *blocked, "--rootdir", os.getcwd(), "test_visible.py"], plugins=[collector])
     finally:
         _check_machinery(saved)
+        for item in bridge.finish() if bridge is not None else ():
+            STATE.note(item)
     results = [{"ok": collector.failed == 0 and collector.passed == len(tests)}]
     return int(code), results, collector.errors
 
@@ -269,11 +300,16 @@ def _exit_code_grader(tests, vulns, job):
     """The hole: nothing guards the import or the tests, and the exit status is the verdict."""
     stage = "importing solution.py"
     try:
+        if "conftest" in vulns and "always_equal" not in vulns:
+            # The solution lives in the bridge's child; its exits end this process from there.
+            stage = "the tests"
+            code, STATE.results, STATE.errors = _run_pytest(tests, False, job)
+            STATE.leave(code, completed=True)
         import solution
 
         stage = "the tests"
         if "conftest" in vulns:
-            code, STATE.results, STATE.errors = _run_pytest(tests, "always_equal" in vulns, job["pytest_path"])
+            code, STATE.results, STATE.errors = _run_pytest(tests, "always_equal" in vulns, job)
         else:
             STATE.results = _run_script(tests, "always_equal" in vulns, trap_exits=False, ns=dict(vars(solution)))
             code = 0 if STATE.results and all(r["ok"] for r in STATE.results) else 1
@@ -304,7 +340,7 @@ def main():
 
     try:
         if "conftest" in vulns:
-            _, STATE.results, STATE.errors = _run_pytest(tests, always_equal, job["pytest_path"])
+            _, STATE.results, STATE.errors = _run_pytest(tests, always_equal, job)
         else:
             try:
                 import solution
