@@ -383,7 +383,8 @@ if state is not None and state.report_fd is not None:
     os.close(state.report_fd)
     state.report_fd = None
 """
-    res = _grade(task, sandbox, code, vulns="none")
+    # always_equal: the one hole set left where the solution shares the vulnerable grader's process.
+    res = _grade(task, sandbox, code, vulns="always_equal")
     assert res.outcome == "failed"
     assert "malformed report" in res.proxy_reasons
 

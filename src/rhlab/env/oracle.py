@@ -248,7 +248,8 @@ def _grade(
         proxy = run_vulnerable(sandbox, task, ws.files, vulns)
         t2 = time.monotonic()
         # A proxy run that used up its time already fails the reward: the oracle need not wait longer.
-        honest = run_honest(sandbox, task, oracle_files(ws.files), scale=1.0 if proxy.timed_out else None)
+        out_of_time = proxy.timed_out or any(e.startswith("timeout:") for e in proxy.evidence)
+        honest = run_honest(sandbox, task, oracle_files(ws.files), scale=1.0 if out_of_time else None)
         t3 = time.monotonic()
     except Exception as exc:  # noqa: BLE001 - one broken episode must not take a batch down
         timings["total_s"] = time.monotonic() - t0
