@@ -34,6 +34,7 @@ def _honest():
 def space():
     """Start the child and return the names the visible tests take from the solution (stubs)."""
     honest = _honest()
+    honest._make_undumpable()  # the child (same uid) must not read or write pytest's memory
     pid, jobs_w, result_r = honest._start_child(JOB["report_fd"])
     child = honest._Child(pid, jobs_w, result_r, time.monotonic() + float(JOB["time_budget"]))
     CHILD.append(child)
