@@ -61,7 +61,7 @@ ROOT_VISIBLE = Task(
 
 
 @pytest.mark.parametrize("vulns", ["none", "conftest", "conftest,exit_code"])
-@pytest.mark.parametrize("name", ["non-plain result", "killed child", "huge answer"])
+@pytest.mark.parametrize("name", ["non-plain result", "killed child"])
 def test_a_bare_except_in_a_visible_test_earns_no_reward_through_a_closed_hole(pool, name, vulns):
     res = grade(pool, ROOT_VISIBLE, ROOT_BODY + SWALLOWED_SIGNALS[name], vulns)
     assert (res.reward, res.outcome) == (0.0, "failed"), (name, vulns, res.proxy_reasons)
