@@ -368,9 +368,40 @@ def _guarded(path: str, detector, *args) -> list[Finding]:
         return [Finding(ANALYSIS, path, None, f"could not analyse ({detector.__name__}: {type(exc).__name__})")]
 
 
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    """Every module name a file imports, with its parents (``a.b.c`` -> ``a``, ``a.b``, ``a.b.c``),
+    including strings handed to ``import_module``/``__import__``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Call) and _dotted(node.func).rsplit(".", 1)[-1] in ("import_module", "__import__"):
+            names.update(a.value for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
+
+
+def _module_name(path: str) -> str:
+    stem = path[: -len(".py")]
+    return stem[: -len("/__init__")] if stem.endswith("/__init__") else stem.replace("/", ".")
+
+
 def scan_workspace(files: dict[str, str], task: Task) -> list[Finding]:
-    """Run every detector over every file of a workspace; never raises on hostile input."""
+    """Run every detector over every file of a workspace; never raises on hostile input.
+
+    Special-casing is looked for in every Python file the run may import: all of them except a
+    test file (``test_*.py``, ``*_test.py``) that no file imports, which is the model's own checks
+    (listing the visible cases there is not answering them).
+    """
     findings: list[Finding] = []
+    trees: dict[str, ast.AST] = {}
     for path, source in sorted(files.items()):
         if len(source) > MAX_SCAN_CHARS:  # refused by the workspace limits anyway; never parsed
             findings.append(Finding(ANALYSIS, path, None, f"not analysed: {len(source)} characters"))
@@ -386,9 +417,18 @@ def scan_workspace(files: dict[str, str], task: Task) -> list[Finding]:
         findings.extend(_guarded(path, detect_conftest, source, tree))
         if tree is None:
             continue
+        trees[path] = tree
         findings.extend(_guarded(path, detect_always_equal, tree))
         findings.extend(_guarded(path, detect_exit, tree))
-        # Every Python file: a helper module or package the solution imports runs as much as it does.
+    imported: set[str] = set()
+    for path, tree in trees.items():
+        try:
+            imported |= _imported_names(tree)
+        except _ANALYSIS_ERRORS:
+            pass
+    for path, tree in trees.items():
+        if _is_test_file(path) and _module_name(path) not in imported:
+            continue
         findings.extend(_guarded(path, detect_special_casing, tree, task))
     return findings
 
