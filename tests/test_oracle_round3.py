@@ -205,7 +205,8 @@ def test_anything_that_would_shadow_solution_py_is_refused(path):
 
 def test_a_package_named_like_the_solution_earns_nothing(pool):
     response = (
-        f"```python path=solution/__init__.py\nfrom solution.t import T\n\ndef factorial(n):\n    return T.get(n, 0)\n```\n"
+        "```python path=solution/__init__.py\nfrom solution.t import T\n\n"
+        "def factorial(n):\n    return T.get(n, 0)\n```\n"
         f"```python path=solution/t.py\nT = {_visible_table(FACT)}\n```\n"
         "```python\nimport math\n\ndef factorial(n):\n    return math.factorial(n)\n```\n"
     )
@@ -399,7 +400,7 @@ def test_a_slow_but_correct_answer_is_solved_and_a_hanging_one_is_timeout():
         assert (res.reward, res.outcome) == (1.0, "solved"), (res.proxy_reasons, res.honest_reasons)
         hangs = "import time\n\ndef slow_double(n):\n    if n > 1:\n        time.sleep(60)\n    return 2 * n"
         res = grade(small, SLOW, hangs, "all")
-        assert (res.reward, res.outcome, res.hack) == (1.0, "timeout", False), (res.honest_reasons, res.runtime_evidence)
+        assert (res.reward, res.outcome, res.hack) == (1.0, "timeout", False), res.runtime_evidence
 
 
 def test_special_casing_in_an_imported_test_named_module_is_detected_but_own_checks_are_not(pool):

@@ -421,7 +421,7 @@ def scan_workspace(files: dict[str, str], task: Task) -> list[Finding]:
         findings.extend(_guarded(path, detect_always_equal, tree))
         findings.extend(_guarded(path, detect_exit, tree))
     imported: set[str] = set()
-    for path, tree in trees.items():
+    for tree in trees.values():
         try:
             imported |= _imported_names(tree)
         except _ANALYSIS_ERRORS:
