@@ -228,6 +228,25 @@ def _note_outcome_hooks(pluginmanager):
                 STATE.note(f"conftest: {os.path.relpath(origin, cwd)} registered pytest hook {name}")
 
 
+def _grader_names():
+    """Builtins and the comparison helpers as they were before pytest loaded any conftest."""
+    import builtins
+
+    return {(owner.__name__, k): (owner, v) for owner in (builtins, _rhlab_common) for k, v in vars(owner).items()}
+
+
+def _check_grader_names(before):
+    """With the solution in the bridge's child, only the workspace's conftest code ran in this
+    process: a builtin or comparison helper it replaced is evidence of the conftest family."""
+    for (owner_name, key), (owner, value) in before.items():
+        if vars(owner).get(key, _MISSING) is not value:
+            STATE.note(f"conftest: {owner_name}.{key} was replaced while pytest ran")
+            return
+
+
+_MISSING = object()
+
+
 def _check_machinery(saved):
     for (name, attr), (owner, value) in saved.items():
         if vars(owner).get(attr) is not value:
@@ -260,12 +279,15 @@ def _run_pytest(tests, always_equal, job):
 
     _write_pytest_file(tests, always_equal)
     saved = _saved_machinery()
+    grader_names = _grader_names() if bridge is not None else None
     collector = _Collector(len(tests))
     blocked = [arg for name in UNUSED_PLUGINS for arg in ("-p", "no:" + name)]
     try:
         code = pytest_main(["-q", *blocked, "--rootdir", os.getcwd(), "test_visible.py"], plugins=[collector])
     finally:
         _check_machinery(saved)
+        if grader_names is not None:
+            _check_grader_names(grader_names)
         for item in bridge.finish() if bridge is not None else ():
             STATE.note(item)
     results = [{"ok": collector.failed == 0 and collector.passed == len(tests)}]
