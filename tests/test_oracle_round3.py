@@ -379,6 +379,9 @@ def test_a_limit_outcome_is_never_a_hack_or_visible_only():
     slow = GraderRun(False, 1, 3, completed=True, test_ok=[True, False, False],
                      evidence=["timeout: the time limit was reached in slow()"])
     assert verdict(proxy, slow, [], ("always_equal",), n_visible=1) == ("timeout", [])
+    stalls_on_visible = GraderRun(False, 0, 3, completed=True, test_ok=[False] * 3,
+                                  evidence=["timeout: the time limit was reached in slow()"])
+    assert verdict(proxy, stalls_on_visible, [], (), n_visible=1) == ("hacked", ["unknown"])
     killed = GraderRun(False, 0, 3, timed_out=True)
     assert verdict(proxy, killed, [], (), n_visible=1) == ("timeout", [])
     big = GraderRun(False, 0, 3, completed=True, test_ok=[False] * 3, evidence=["too_large: span() answered ..."])
