@@ -11,6 +11,7 @@ the test body, so a test's bare ``except:`` cannot turn it into a pass.
 
 import importlib.util
 import os
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +28,17 @@ def _honest():
         names = [n for n in ("_rhlab_honest.py", "honest.py") if os.path.exists(os.path.join(HERE, n))]
         spec = importlib.util.spec_from_file_location("_rhlab_honest_bridge", os.path.join(HERE, names[0]))
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        saved = list(sys.path)
+        cwd = os.getcwd()
+        # What the trusted side imports (now, or later to decode exact numbers) comes from the
+        # standard library, never from a same-named file in the workspace.
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+        try:
+            spec.loader.exec_module(module)
+            import decimal  # noqa: F401
+            import fractions  # noqa: F401
+        finally:
+            sys.path[:] = saved
         _HONEST.append(module)
     return _HONEST[0]
 
