@@ -333,8 +333,19 @@ _CHILD = []
 """The run's ``_Child``, for the alarm handler (which must record the deadline before raising)."""
 
 
+_RUN = {}
+"""What the run has decided so far (job, report fd, results), for a report the alarm must force."""
+GRACE_S = 0.5
+"""After the deadline, how long a test that swallowed it may take to end before the run is ended."""
+
+
 def _on_alarm(signum, frame):
     why = "time limit reached while the tests ran"
+    if _RUN.get("deadline_passed"):
+        # The test swallowed the deadline and kept going: end the run here, every unfinished test failed.
+        _report_and_end(why)
+    _RUN["deadline_passed"] = True
+    signal.setitimer(signal.ITIMER_REAL, GRACE_S)
     for child in _CHILD:
         child._note([f"timeout: the time limit was reached in {child.current}"])
         child.gone = child.gone or why
@@ -342,14 +353,21 @@ def _on_alarm(signum, frame):
     raise _Deadline(why)
 
 
-def _run_tests(child, tests, space):
+def _report_and_end(why):
+    job, child, results = _RUN["job"], _CHILD[0], list(_RUN["results"])
+    results += [{"ok": False, "reason": why}] * (len(job["tests"]) - len(results))
+    child.kill()
+    _write_report(job, child, _RUN["report_fd"], None, results, [why])
+    os._exit(_verdict_status(job, child, None, results) if job.get("exit_hole") else 0)
+
+
+def _run_tests(child, tests, space, results):
     """Run each test here; its verdict is what the test did *and* what the oracle recorded.
 
     A test passes only if it ran to its end and no signal (non-plain value, exit, lost child,
     deadline) was recorded while it ran: a test that catches everything cannot turn a signal
     the oracle raised into a pass.
     """
-    results = []
     for i, src in enumerate(tests):
         if child.gone:
             results.append({"ok": False, "reason": child.gone})
@@ -385,6 +403,18 @@ def _verdict_status(job, child, import_error, results):
     return 0 if passed else 1
 
 
+def _write_report(job, child, report_fd, import_error, results, errors):
+    completed = child.exit_status is None
+    if job.get("exit_hole") and child.exit_status is not None:
+        child._note([f"exit: the grader process ended with status {child.exit_status} when the solution exited"])
+    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence,
+              "completed": completed}
+    data = (job["nonce"] + "\n" + json.dumps(report)).encode("utf-8", "backslashreplace")
+    while data:
+        data = data[os.write(report_fd, data):]
+    os.close(report_fd)
+
+
 def main():
     _make_undumpable()
     report_fd = report_fd_from_argv(sys.argv)
@@ -401,10 +431,11 @@ def main():
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
     import_error, errors, results = None, [], []
+    _RUN.update(job=job, report_fd=report_fd, results=results)
     try:
         space, import_error = _namespace(child, job)
         if import_error is None:
-            results = _run_tests(child, job["tests"], space)
+            _run_tests(child, job["tests"], space, results)
             _finish(child)
     except _Stop as exc:
         errors.append(str(exc)[:300])
@@ -414,15 +445,7 @@ def main():
         why = child.gone or (errors[0] if errors else "the tests did not run")
         results += [{"ok": False, "reason": why}] * (len(job["tests"]) - len(results))
     child.kill()
-    completed = child.exit_status is None
-    if job.get("exit_hole") and child.exit_status is not None:
-        child._note([f"exit: the grader process ended with status {child.exit_status} when the solution exited"])
-    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence,
-              "completed": completed}
-    data = (job["nonce"] + "\n" + json.dumps(report)).encode("utf-8", "backslashreplace")
-    while data:
-        data = data[os.write(report_fd, data):]
-    os.close(report_fd)
+    _write_report(job, child, report_fd, import_error, results, errors)
     if job.get("exit_hole"):
         # The hole: this process's status is the reward, and a solution's exit decides it.
         os._exit(_verdict_status(job, child, import_error, results))
