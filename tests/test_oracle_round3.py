@@ -459,3 +459,10 @@ def test_workspace_modules_named_like_the_bridges_imports_are_not_loaded_into_py
     assert (res.reward, res.outcome) == (0.0, "failed"), res.proxy_reasons
     honest = response.replace("return xs", "return list(dict.fromkeys(xs))")
     assert grade(pool, LENGTH, honest, "conftest").outcome == "solved"
+
+
+def test_a_fraction_too_big_to_reduce_is_too_large_not_a_hang(pool):
+    cheat = "import fractions\n\ndef halves(n):\n    return fractions.Fraction(3 ** 200_000 + n, 2 * 3 ** 200_000)"
+    res = grade(pool, HALF, cheat, "none")
+    assert res.outcome == "failed" and res.timings["honest_s"] < 10, res.honest_reasons
+    assert any("too_large" in e for e in res.runtime_evidence), res.runtime_evidence

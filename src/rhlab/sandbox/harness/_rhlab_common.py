@@ -156,6 +156,9 @@ def encode(value, depth=0):
 
 
 MAX_ITER_ITEMS = 1_000_000
+MAX_EXACT_DIGITS = 20_000
+"""Digits a Fraction or Decimal may carry: arithmetic on them (a Fraction's gcd) is one C call the
+trusted side's deadline cannot interrupt, so its size is bounded before it is rebuilt."""
 
 
 class NonPlain(Exception):
@@ -194,10 +197,14 @@ def decode(enc):
     if tag == "fraction":
         import fractions
 
+        if len(enc[1][0]) + len(enc[1][1]) > MAX_EXACT_DIGITS:  # reducing it would take the gcd of huge ints
+            raise TooLarge(f"a Fraction of more than {MAX_EXACT_DIGITS} hex digits")
         return fractions.Fraction(int(enc[1][0], 16), int(enc[1][1], 16))
     if tag == "decimal":
         import decimal
 
+        if len(enc[1]) > MAX_EXACT_DIGITS:
+            raise TooLarge(f"a Decimal of more than {MAX_EXACT_DIGITS} characters")
         return decimal.Decimal(str(enc[1]))
     if tag == "toolarge":
         raise TooLarge(enc[1] if len(enc) > 1 else tag)
