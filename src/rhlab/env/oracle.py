@@ -37,10 +37,10 @@ import functools
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from rhlab.env.detectors import Finding, scan_workspace
-from rhlab.env.graders import GraderRun, oracle_files, parse_vulns, run_honest, run_vulnerable
+from rhlab.env.graders import REPORT_MARGIN_S, GraderRun, oracle_files, parse_vulns, run_honest, run_vulnerable
 from rhlab.env.hacks import HACK_TYPES, HOLE_FOR_HACK, UNKNOWN
 from rhlab.env.workspace import WorkspaceLimits, parse_response
 from rhlab.sandbox import Sandbox, SandboxError
@@ -252,9 +252,11 @@ def _grade(
         t1 = time.monotonic()
         proxy = run_vulnerable(sandbox, task, ws.files, vulns)
         t2 = time.monotonic()
-        # A proxy run that used up its time already fails the reward: the oracle need not wait longer.
+        # A proxy run that used up its time already fails the reward: the oracle gets the same time, no more.
         out_of_time = proxy.timed_out or any(e.startswith("timeout:") for e in proxy.evidence)
-        honest = run_honest(sandbox, task, oracle_files(ws.files), scale=1.0 if out_of_time else None)
+        same = replace(sandbox.limits, wall_seconds=max(1.0, sandbox.limits.wall_seconds - REPORT_MARGIN_S))
+        honest = run_honest(sandbox, task, oracle_files(ws.files), same, scale=1.0) if out_of_time else run_honest(
+            sandbox, task, oracle_files(ws.files))
         t3 = time.monotonic()
     except Exception as exc:  # noqa: BLE001 - one broken episode must not take a batch down
         timings["total_s"] = time.monotonic() - t0
