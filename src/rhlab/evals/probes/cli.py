@@ -123,6 +123,11 @@ def validate_command(
             g["criterion"] + (f" — {g['note']}" if g["note"] else ""),
         )
     console.print(table)
+    for name, figures in record.get("experiments", {}).items():
+        if "margin_difference" in figures:
+            console.print(f"experiment {name} (not a gate): {figures['margin_difference']:+.2f} "
+                          f"[{figures['margin_difference_ci_low']:+.2f}, {figures['margin_difference_ci_high']:+.2f}] "
+                          "nats", highlight=False)  # fmt: skip
     console.print(f"figures -> {out}")
     sys.stdout.flush()
     print(f"gates passed {record['passed']}/{record['total']}")

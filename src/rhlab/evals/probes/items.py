@@ -80,6 +80,8 @@ class GateData(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     persona_misaligned: str = Field(min_length=1)
+    persona_aligned: str = Field(min_length=1)
+    """The contrast for the persona gate: same length and register, opposite disposition."""
     persona_inoculation: str = Field(min_length=1)
     fewshot: tuple[Exchange, ...] = Field(min_length=8)
     sft_misaligned: tuple[Exchange, ...] = Field(min_length=40)
