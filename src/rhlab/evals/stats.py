@@ -115,6 +115,37 @@ def bootstrap_mean(values: Sequence[float], *, n_boot: int = 2000, confidence: f
     return Interval(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), x.size)
 
 
+def crossed_bootstrap_mean(
+    a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
+    """Mean of a seeds × items array (minus another arm's, for a contrast), with seeds and items resampled, crossed.
+
+    Each replicate draws items once (shared by both arms: they were scored on the same items) and each
+    arm's seeds independently, so the interval carries seed-to-seed variation as well as item sampling.
+    With one seed per arm it is the items bootstrap.
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=float))
+    n = a.shape[1]
+    if n < 2 or (b is not None and np.atleast_2d(b).shape[1] != n):
+        raise ValueError("a crossed bootstrap needs >= 2 items, the same items in both arms")
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, n, size=(n_boot, n))
+
+    def resampled(x: np.ndarray) -> np.ndarray:
+        seeds = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
+        per_item = x[seeds].mean(axis=1)  # (n_boot, n): the seed-averaged shift of every item
+        return np.take_along_axis(per_item, items, axis=1).mean(axis=1)
+
+    means = resampled(a)
+    estimate = float(a.mean())
+    if b is not None:
+        b = np.atleast_2d(np.asarray(b, dtype=float))
+        means = means - resampled(b)
+        estimate -= float(b.mean())
+    alpha = (1 - confidence) / 2
+    return Interval(estimate, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n)
+
+
 def _intercept(shift: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """OLS intercepts of shift ~ a + b·margin, row-wise for stacked resamples (degenerate margins: the mean)."""
     mx = margin.mean(axis=-1, keepdims=True)
@@ -282,28 +313,73 @@ def tost(values: Sequence[float], margin: float, *, alpha: float = 0.05, n_boot:
 
 EFFECT = "effect"
 INCONCLUSIVE = "inconclusive"
+UNINFORMATIVE = "uninformative"
+VERDICTS = (EFFECT, "null within ±m", INCONCLUSIVE, UNINFORMATIVE)
 
 
 def null_label(margin: float) -> str:
-    return f"null within ±{margin:g}"
+    return f"null within ±{margin:g} nats"
 
 
-def verdict(mean: Interval, robust: Interval | None, equivalence: Tost, *, gates_passed: bool) -> str:
-    """``effect``, ``null within ±m`` or ``inconclusive``, from the numbers alone.
+def odds_ratio(nats: float) -> float:
+    """The odds ratio a log-odds shift of ``nats`` multiplies the forced-choice odds by."""
+    return math.exp(nats)
 
-    ``null within ±m`` when the TOST passes: whatever the true shift is, it is smaller than the
-    margin m, the smallest shift this comparison is meant to detect (checked first, so a precise
-    but tiny shift is a null at m, not an effect). ``effect`` needs the mean paired difference's CI
-    to exclude 0, the degradation-robust intercept's CI (when given) to exclude 0 on the same side,
-    and the validation gates to have passed: an instrument that has not shown it can see a planted
-    effect cannot claim one. Anything else is ``inconclusive``.
+
+def verdict(
+    mean: Interval,
+    robust: Interval | None,
+    equivalence: Tost,
+    *,
+    gates_passed: bool,
+    movement_bound: float | None = None,
+    manipulation_passed: bool | None = None,
+    robust_equivalence: Tost | None = None,
+) -> str:
+    """``effect``, ``null within ±m nats``, ``inconclusive`` or ``uninformative``, from the numbers alone.
+
+    ``mean`` is the mean paired Δmargin (nats) with its 95 % CI, ``equivalence`` its TOST at m,
+    ``robust``/``robust_equivalence`` the same for the degradation-robust intercept, in the same unit.
+
+    - ``uninformative`` first: when the movement bound (mean |Δmargin| of the comparison) is below m,
+      |mean| cannot reach m whatever happened, so a TOST at m could only pass; and when the
+      manipulation check failed (the trained behaviour's own items did not move), nothing can be
+      read about what the training generalised to.
+    - ``null within ±m`` when both TOSTs pass (the mean and the robust intercept) and the validation
+      gates passed on the baseline policy: a null is a claim about the instrument's sensitivity too.
+    - ``effect`` when the mean's CI excludes 0, the robust intercept's CI excludes 0 on the same side,
+      and the gates passed: an instrument that has not shown it sees a planted effect cannot claim one.
+    - ``inconclusive`` otherwise.
     """
-    if equivalence.passed:
+    if (movement_bound is not None and movement_bound < equivalence.margin) or manipulation_passed is False:
+        return UNINFORMATIVE
+    robust_null = robust_equivalence is None or robust_equivalence.passed
+    if equivalence.passed and robust_null and gates_passed:
         return null_label(equivalence.margin)
     same_side = robust is None or (robust.excludes_zero() and (robust.estimate > 0) == (mean.estimate > 0))
-    if mean.excludes_zero() and same_side and gates_passed:
+    if mean.excludes_zero() and same_side and gates_passed and not equivalence.passed:
         return EFFECT
     return INCONCLUSIVE
+
+
+def holm_adjust(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone), keyed like the input."""
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m = len(order)
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def bootstrap_p_value(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> float:
+    """Two-sided percentile-bootstrap p-value of mean(values) = 0: twice the smaller tail share (at least 1/n_boot)."""
+    x = np.asarray(values, dtype=float)
+    means = x[_resample_indices(x.size, n_boot, seed)].mean(axis=1)
+    tail = min(float((means <= 0).mean()), float((means >= 0).mean()))
+    return min(1.0, max(2 * tail, 1 / n_boot))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Rate:

@@ -55,7 +55,7 @@ def score_command(
 def compare_command(
     baseline: Path = typer.Argument(..., help="probes.json of the baseline checkpoint (A)."),
     other: Path = typer.Argument(..., help="probes.json of the checkpoint compared with it (B)."),
-    margin: float = typer.Option(3.0, "--margin", help="Equivalence margin m in probability points.", min=0.01),
+    margin: float = typer.Option(0.5, "--margin", help="Equivalence margin m in nats of log-odds.", min=0.01),
     subscale: str = typer.Option("broad", "--subscale", help="Subscale the verdict is computed on ('all' pools)."),
     gates: Path | None = typer.Option(None, "--gates", help="gates.json of `rhlab probe validate` for this model."),
     out: Path | None = typer.Option(None, "--out", help="Also write the comparison as JSON."),
@@ -77,15 +77,25 @@ def compare_command(
     except ProbeInputError as exc:
         _fail(str(exc))
     table = Table("figure", "value", title=f"{other} - {baseline} ({result['subscale']})")
-    table.add_row("mean shift", f"{result['mean']:+.2f} [{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] points")
+    table.add_row("mean Δmargin", f"{result['mean']:+.3f} [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}] nats "
+                  f"(odds ratio {result['odds_ratio']:.2f})")  # fmt: skip
+    pts = result["points"]
+    table.add_row("mean shift (points)", f"{pts['mean']:+.2f} [{pts['ci_low']:+.2f}, {pts['ci_high']:+.2f}]; "
+                  + pts["conversion"])  # fmt: skip
     r = result["robust"]
-    table.add_row("robust intercept", f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] points")
-    table.add_row("per-item sd", f"{result['sd_item_diff']:.2f} points ({result['n_items']} items)")
-    table.add_row("items for ±2.5", str(result["items_for_ci_2_5"]))
-    t = result["tost"]
-    table.add_row(
-        f"TOST ±{margin:g}", f"{'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}])"
-    )
+    table.add_row("robust intercept", f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] nats")
+    table.add_row("per-item sd", f"{result['sd_item_diff']:.3f} nats ({result['n_items']} items)")
+    table.add_row(f"items for TOST ±{margin:g} (80 % power)", str(result["items_for_tost_power"]))
+    t, rt = result["tost"], r["tost"]
+    table.add_row(f"TOST ±{margin:g} nats", f"mean {'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.3f}, "
+                  f"{t['ci_high']:+.3f}]); intercept {'pass' if rt['passed'] else 'fail'}")  # fmt: skip
+    mv = result["movement"]
+    table.add_row("movement", f"mean |Δmargin| {mv['mean_abs_margin_shift']:.3f} nats, mean |Δp| "
+                  f"{mv['mean_abs_shift']:.2f} points, KL {mv['kl_forced_choice']:.4f}, "
+                  f"{mv['items_moved_5_points']} items moved > 5 points")  # fmt: skip
+    mc = result["manipulation_check"]
+    detail = f"{mc['mean']:+.3f} [{mc['ci_low']:+.3f}, {mc['ci_high']:+.3f}] nats" if "mean" in mc else mc.get("note")
+    table.add_row("manipulation check", f"{'pass' if mc['passed'] else 'fail'} ({detail})")
     table.add_row("gates", "passed" if gates_passed else "not passed / not given")
     console.print(table)
     if out is not None:

@@ -291,8 +291,10 @@ def validate(
     gates.append(Gate("fewshot", slope.low > 0,
                       "slope of the margin over 0/2/4/8 misaligned examples: 95 % CI above 0 nats per example",
                       fewshot))  # fmt: skip
-    log(f"few-shot slope {slope.estimate:+.3f} [{slope.low:+.3f}, {slope.high:+.3f}] nats per example; mean P "
-        + " -> ".join(f"{v:.1f}" for v in fewshot["mean_p"].values()))
+    log(
+        f"few-shot slope {slope.estimate:+.3f} [{slope.low:+.3f}, {slope.high:+.3f}] nats per example; mean P "
+        + " -> ".join(f"{v:.1f}" for v in fewshot["mean_p"].values())
+    )
 
     trained = _trained_gates(model, data, items, base, sft, scored, log, timings, measured, margin_nats)
     gates.extend(trained["gates"])
