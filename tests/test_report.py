@@ -338,7 +338,7 @@ def test_report_works_in_headless_chromium(experiment, numbers):
     rows, _ = transcript_rows(numbers, experiment)
 
     everything = _dom(page)
-    assert re.search(r'<p class="verdict verdict-inconclusive">Verdict on <b>hacking_okay - dont_hack</b>', everything)
+    assert re.search(r'<p class="verdict verdict-uninformative">Verdict on <b>hacking_okay - dont_hack</b>', everything)
     assert re.search(r'<body[^>]*data-figures="5"[^>]*data-figures-decoded="5"', everything)
     assert _status(everything)["matching"] == len(rows)
 
