@@ -104,6 +104,37 @@ def compare_command(
     print(f"verdict: {result['verdict']}")
 
 
+@probe_app.command("check-items")
+def check_items_command(
+    start: Path | None = typer.Option(None, "--start", help="The start policy's probes.json (margins, token counts)."),
+    split: str = typer.Option("all", "--split", help="dev, test or all."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the per-item findings as JSON."),
+) -> None:
+    """Count the items that break the minimal-pair rules, per subscale (calibration and tokens need --start)."""
+    from rhlab.evals.probes.compare import read_results
+    from rhlab.evals.probes.pairs import check_items
+    from rhlab.evals.probes.score import battery_items
+
+    if split not in ("dev", "test", "all"):
+        _fail(f"--split must be dev, test or all, not {split!r}.")
+    report = check_items(battery_items(None, split), read_results(start) if start else None)
+    table = Table("subscale", "items", "|margin| > 3", "|Δtoken| > 1", "shared words < 50 %", "negation on target",
+                  "breaking any", title="minimal-pair rules")  # fmt: skip
+    na = "needs --start"
+    for name, e in report.items():
+        c = e["counts"]
+        neg = f"{e['negation_on_target']}/{e['negation_pairs']}" + ("" if e["negation_balanced"] else " (unbalanced)")
+        table.add_row(name, str(e["n_items"]), na if start is None else str(c["calibrated"]),
+                      na if start is None else str(c["tokens"]), str(c["shared_words"]), neg,
+                      str(e["items_breaking_any_rule"]))  # fmt: skip
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+    total = sum(e["items_breaking_any_rule"] for e in report.values())
+    print(f"items breaking a minimal-pair rule: {total} of {sum(e['n_items'] for e in report.values())}")
+
+
 @probe_app.command("validate")
 def validate_command(
     model: str = typer.Option("embedded", "--model", help="Model spec; the trained gates need embedded or hf:PATH."),

@@ -73,6 +73,11 @@ def paired_items(
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """Shared item keys and, per key order, P(target) in points (``pa``, ``pb``), margins (``ma``, ``mb``)
     and the baseline's token-count difference target − reference (``dt``, 0 where not recorded)."""
+    if a.get("end_of_turn") != b.get("end_of_turn"):
+        raise ProbeInputError(
+            f"The two results were scored differently (end-of-turn {a.get('end_of_turn')!r} vs "
+            f"{b.get('end_of_turn')!r}): rescore both with the same rhlab version."
+        )
     ra, rb = _rows(a, subscale), _rows(b, subscale)
     keys = sorted(set(ra) & set(rb))
     if len(keys) < minimum:
