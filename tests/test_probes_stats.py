@@ -191,3 +191,15 @@ def test_small_sample_rates_get_wilson_intervals_not_a_collapsed_bootstrap():
     two = bootstrap_rate([True, True])
     assert two.estimate == 1.0 and two.high == 1.0 and two.low == pytest.approx(0.342, abs=0.01)
     assert bootstrap_rate([True] * 30 + [False] * 70).n == 100  # large samples keep the bootstrap
+
+
+def test_every_rate_gets_an_honest_interval_at_every_n():
+    from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
+
+    zero = bootstrap_rate([False] * 200)  # the bootstrap would collapse to [0, 0]
+    assert zero.estimate == 0.0 and zero.low == 0.0 and zero.high == pytest.approx(0.0188, abs=0.001)
+    assert bootstrap_rate([True] * 60 + [False] * 40) == wilson_interval(60, 100)
+    score = bootstrap_mean_of_rates({"a": [False] * 2, "b": [False] * 4, "c": [False] * 5})
+    assert score.estimate == 0.0 and score.high >= wilson_interval(0, 11).high > 0.2  # not "0.0 % [0.0, 0.0]"
+    effectiveness = bootstrap_rate([0.2, 0.9, 0.5, 0.7])  # not a rate: bootstrap of the mean
+    assert effectiveness.low < effectiveness.estimate < effectiveness.high

@@ -31,21 +31,29 @@ control's (the warm-up/knowledge stage, measured in the same run). Reported besi
 verdict itself reads the absolute bound (mean |Δ| >= m), which does not depend on a control existing."""
 
 WILSON_BELOW = 50
-"""Rates over fewer samples get a Wilson score interval instead of a bootstrap."""
+"""Kept for callers: rates now get a Wilson score interval at every n (see ``bootstrap_rate``)."""
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
 
 
 def bootstrap_rate(values: Sequence[bool], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Rate:
     """Proportion of True with an interval; empty input gives an empty Rate.
 
-    A percentile bootstrap from ``WILSON_BELOW`` samples up. Below that a bootstrap of a handful of
-    identical points collapses (2 of 2 gives [100 %, 100 %]), so small samples get the Wilson
-    score interval (2 of 2 gives [34 %, 100 %]).
+    A rate (values all 0 or 1) gets the Wilson score interval at every n: a bootstrap of identical
+    points collapses (0 of 200 gives [0 %, 0 %]; Wilson gives [0 %, 1.9 %]). Other values (e.g. a
+    mean of relative effectiveness) get a percentile bootstrap.
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return Rate(estimate=None, low=None, high=None, n=0)
-    if x.size < WILSON_BELOW:
+    if _is_binary(x):
         return wilson_interval(int(x.sum()), int(x.size), confidence)
+    return _boot(x, n_boot, confidence, seed)
+
+
+def _boot(x: np.ndarray, n_boot: int, confidence: float, seed: int) -> Rate:
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     alpha = (1 - confidence) / 2
@@ -63,7 +71,9 @@ def bootstrap_mean_of_rates(
     """Plain mean of per-eval rates (each eval weighted equally, as in the paper's score).
 
     Each eval is resampled independently within each bootstrap replicate, so the interval reflects
-    every eval's own sample size.
+    every eval's own sample size. The interval is never narrower than the Wilson interval of the
+    pooled samples: with every eval at 0 of n the bootstrap collapses to [0, 0], which would claim
+    a precision no eval has.
     """
     arrays = [np.asarray(v, dtype=float) for v in per_eval.values()]
     if not arrays or any(a.size == 0 for a in arrays):
@@ -74,10 +84,15 @@ def bootstrap_mean_of_rates(
         replicate_means += a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(axis=1)
     replicate_means /= len(arrays)
     alpha = (1 - confidence) / 2
+    low, high = float(np.quantile(replicate_means, alpha)), float(np.quantile(replicate_means, 1 - alpha))
+    pooled = np.concatenate(arrays)
+    if _is_binary(pooled):
+        wilson = wilson_interval(int(pooled.sum()), int(pooled.size), confidence)
+        low, high = min(low, float(wilson.low)), max(high, float(wilson.high))  # type: ignore[arg-type]
     return Rate(
         estimate=float(np.mean([a.mean() for a in arrays])),
-        low=float(np.quantile(replicate_means, alpha)),
-        high=float(np.quantile(replicate_means, 1 - alpha)),
+        low=low,
+        high=high,
         n=int(sum(a.size for a in arrays)),
     )
 
