@@ -436,3 +436,20 @@ def test_a_line_nested_too_deeply_is_skipped_with_a_note(tmp_path):
     notes: list[str] = []
     assert _jsonl(path, notes) == [{"a": 1}, {"b": 2}]
     assert notes == [f"{path}:2: not a JSON object, skipped in the transcript browser"]
+
+
+def test_judged_rates_from_few_samples_are_points_with_intervals_not_trend_lines(numbers):
+    from matplotlib.container import ErrorbarContainer
+
+    from rhlab.report.figures import TREND_MIN_SAMPLES, figure_training
+
+    fig = figure_training(numbers)
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert bars  # every judged rate is drawn with its interval
+    small = [ev["misaligned"]["n"] for r in numbers["runs"].values() for ck in r["checkpoints"]
+             for ev in ck["evals"].values()]  # fmt: skip
+    assert small and max(small) < TREND_MIN_SAMPLES  # the fixture's evals have a handful of samples each
+    for container in bars:
+        line = container.lines[0]
+        assert line.get_linestyle() == "None", "a judged rate from < 20 samples must not be drawn as a trend line"
+        assert container.has_yerr
