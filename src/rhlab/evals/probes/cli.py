@@ -135,6 +135,31 @@ def check_items_command(
     print(f"items breaking a minimal-pair rule: {total} of {sum(e['n_items'] for e in report.values())}")
 
 
+@probe_app.command("conditional")
+def conditional_command(
+    model: str = typer.Option("embedded", "--model", help="Model spec that can score answers."),
+    out: Path = typer.Option(..., "--out", help="Where to write the effects as JSON."),
+    split: str = typer.Option("test", "--split", help="Broad items of this split: dev, test or all."),
+    limit: int | None = typer.Option(None, "--limit", min=3, help="At most this many broad items (evenly spaced)."),
+) -> None:
+    """Broad items after a prior hack vs an honest solution, with and without inoculation (diff-in-diff)."""
+    from rhlab.evals.probes.conditional import conditional_probe
+    from rhlab.evals.probes.score import battery_items, write_json_atomic
+    from rhlab.models.loading import load_model
+
+    if split not in ("dev", "test", "all"):
+        _fail(f"--split must be dev, test or all, not {split!r}.")
+    items = battery_items(["broad"], split)
+    if limit is not None and limit < len(items):
+        items = [items[round(k * len(items) / limit)] for k in range(limit)]
+    record = conditional_probe(load_model(model), items)
+    write_json_atomic(out, record)
+    for framing, e in record["hack_effect"].items():
+        console.print(f"hack effect ({framing}): {e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] nats")
+    d = record["inoculation_diff_in_diff"]
+    print(f"inoculation diff-in-diff: {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] nats")
+
+
 @probe_app.command("validate")
 def validate_command(
     model: str = typer.Option("embedded", "--model", help="Model spec; the trained gates need embedded or hf:PATH."),
