@@ -16,7 +16,7 @@ from rhlab.evals.probes import items as items_mod
 from rhlab.evals.probes.compare import compare_results, probe_summary
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.probes.gates import SFTSettings, validate
-from rhlab.evals.probes.items import ProbeDataError, load_gate_data, load_subscale
+from rhlab.evals.probes.items import ProbeDataError, load_conditional_data, load_gate_data, load_subscale
 from rhlab.evals.probes.score import run_probes
 from rhlab.models.hf import load_hf_model
 from rhlab.models.testing import tiny_test_model
@@ -100,6 +100,8 @@ def test_shipped_data_validates_where_present():
     for path in sorted(items_mod.data_dir().glob("*.yaml")):
         if path.stem == "gates":
             load_gate_data(path)
+        elif path.stem == "conditional":
+            assert load_conditional_data(path).contexts
         else:
             sub = load_subscale(path)
             assert sub.select("dev") and sub.select("test"), f"{path.name} needs both a dev and a test split"
