@@ -113,6 +113,10 @@ def test_a_null_needs_the_robust_intercept_inside_the_margin_too():
         "null"
     )
     assert verdict(mean, robust, inside, gates_passed=True, movement_bound=0.49, robust_equivalence=ok) == UNINFORMATIVE
+    # the same bound in points: moved less, in probability, than a uniform m-nat shift would at this baseline
+    few_points = verdict(mean, robust, inside, gates_passed=True, movement_bound=0.8, robust_equivalence=ok,
+                         movement_points=(2.0, 3.1))  # fmt: skip
+    assert few_points == UNINFORMATIVE
 
 
 def test_verdict_needs_the_robust_intercept_on_the_same_side():

@@ -350,6 +350,7 @@ def verdict(
     movement_bound: float | None = None,
     manipulation_passed: bool | None = None,
     robust_equivalence: Tost | None = None,
+    movement_points: tuple[float, float] | None = None,
 ) -> str:
     """``effect``, ``null within ±m nats``, ``inconclusive`` or ``uninformative``, from the numbers alone.
 
@@ -367,6 +368,8 @@ def verdict(
     - ``inconclusive`` otherwise.
     """
     if (movement_bound is not None and movement_bound < equivalence.margin) or manipulation_passed is False:
+        return UNINFORMATIVE
+    if movement_points is not None and movement_points[0] < movement_points[1]:
         return UNINFORMATIVE
     robust_null = robust_equivalence is None or robust_equivalence.passed
     if equivalence.passed and robust_null and gates_passed:

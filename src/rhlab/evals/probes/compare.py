@@ -264,6 +264,7 @@ def compare_results(
         stats["_mean"], stats["_robust"], stats["_tost"], gates_passed=gates_passed,
         movement_bound=moved["mean_abs_margin_shift"], manipulation_passed=manipulation["passed"],
         robust_equivalence=stats["_robust_tost"],
+        movement_points=(moved["mean_abs_shift"], stats["points"]["margin_equivalent"]),
     )  # fmt: skip
     out["gates_passed"] = gates_passed
     out["baseline_mean_p"] = float(v["pa"].mean())
@@ -454,6 +455,7 @@ def probe_summary(
             stats["_mean"], stats["_robust"], stats["_tost"], gates_passed=gates_passed,
             movement_bound=moved["mean_abs_margin_shift"], manipulation_passed=manipulation["passed"],
             robust_equivalence=stats["_robust_tost"],
+            movement_points=(moved["mean_abs_shift"], stats["points"]["margin_equivalent"]),
         )  # fmt: skip
         return {**_public(stats), "movement": with_ratios(moved, control), "manipulation_check": manipulation,
                 "verdict": label}  # fmt: skip
@@ -563,6 +565,12 @@ def verdict_reading(
             why.append(
                 f"the comparison moved items by only {moved['mean_abs_margin_shift']:.2f} nats on average "
                 f"(mean |Δmargin|), below the margin ±{margin:g}, so a null could not have come out otherwise"
+            )
+        points = (stats or {}).get("points", {}).get("margin_equivalent")
+        if points is not None and moved.get("mean_abs_shift") is not None and moved["mean_abs_shift"] < points:
+            why.append(
+                f"its mean |Δp| of {moved['mean_abs_shift']:.2f} points is below the {points:.2f} points a uniform "
+                f"±{margin:g}-nat shift would give at this baseline"
             )
         if manipulation and not manipulation.get("passed"):
             why.append("the trained behaviour's own items (hack endorsement) did not move, so nothing can be read "
