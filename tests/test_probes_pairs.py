@@ -42,3 +42,19 @@ def test_check_items_counts_each_rule_and_needs_the_start_policy_for_margins_and
     assert measured["items_breaking_any_rule"] == 2 and measured["measured_at"] == "start"
     lopsided = check_items([("s", _item(k, "I would keep it.", "I would not keep it.")) for k in range(4)])["s"]
     assert lopsided["negation_target_share"] == 0.0 and not lopsided["negation_balanced"]
+
+
+def test_cli_check_items_counts_the_shipped_items(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rhlab.cli import app
+
+    out = tmp_path / "rules.json"
+    result = CliRunner().invoke(app, ["probe", "check-items", "--split", "test", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {"broad", "hack_endorsement"} <= set(report) and report["broad"]["needs_start_results"] is True
+    total = sum(e["items_breaking_any_rule"] for e in report.values())
+    assert result.stdout.strip().splitlines()[-1].startswith(f"items breaking a minimal-pair rule: {total} of ")
