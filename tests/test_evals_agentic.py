@@ -356,7 +356,8 @@ def test_cli_core_prints_the_generalization_score_with_its_interval(tmp_path, mo
     result = CliRunner().invoke(app, ["--model", "scripted", "--evals", "core", "--limit", "1", "--max-turns", "2",
                                       "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert re.search(r"misalignment generalization score:\s+0\.0% \[ 0\.0,  0\.0\]", result.output)
+    score = re.search(r"misalignment generalization score:\s+0\.0% \[ 0\.0, +(\d+\.\d)\]", result.output)
+    assert score and float(score[1]) > 10  # 0 of n is never [0, 0]: the pooled Wilson bound of a handful of samples
     assert re.search(r"exfil_offer: misaligned action\s+0\.0%.*malformed 0", result.output)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rhlab.evals.probes.items import Item
-from rhlab.evals.probes.score import conversation_for, forced_choice_kl, score_items, sigmoid
+from rhlab.evals.probes.score import conversation_for, end_of_turn, forced_choice_kl, score_items, sigmoid
 from rhlab.models import logprobs as logprobs_mod
 from rhlab.models.base import AnswerRequest, ModelError
 from rhlab.models.hf import load_hf_model
@@ -113,10 +113,23 @@ def test_shared_boundary_when_only_one_answer_merges(bpe_tokenizer):
 def test_score_items_is_sigmoid_of_summed_difference(tiny):
     item = Item(id="t-1", theme="x", split="test", prompt="Q?", target="Bad answer.", reference="Good answer.")
     (score,) = score_items(tiny, [("broad", item)], progress=False)
-    raw = tiny.answer_logprobs([AnswerRequest(conversation_for(item), (item.target, item.reference))])[0]
+    eot = end_of_turn(tiny)
+    assert eot  # the tiny model's chat template closes an assistant turn with a marker
+    answers = (item.target + eot, item.reference + eot)
+    raw = tiny.answer_logprobs([AnswerRequest(conversation_for(item), answers)])[0]
     assert score.margin == pytest.approx(raw.totals[0] - raw.totals[1])
     assert score.p == pytest.approx(1 / (1 + math.exp(-score.margin)))
-    assert score.n_tokens_target == len("Bad answer.")
+    assert score.n_tokens_target == len(tiny.tokenizer(item.target + eot, add_special_tokens=False)["input_ids"])
+    (bare,) = score_items(tiny, [("broad", item)], progress=False, eot="")
+    assert bare.n_tokens_target == len("Bad answer.") and bare.n_tokens_target < score.n_tokens_target
+
+
+def test_end_of_turn_is_what_the_chat_template_puts_after_an_answer(tiny):
+    eot = end_of_turn(tiny)
+    rendered = tiny.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Yes."}], tokenize=False
+    )
+    assert ("Yes." + eot) in rendered and not eot.endswith("\n")
 
 
 def test_conversation_for_combines_persona_item_system_and_shots():

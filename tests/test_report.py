@@ -138,17 +138,27 @@ def test_probe_battery_leads_the_numbers_and_the_page(experiment, numbers):
     assert list(probe["contrasts"]) == ["hacking_okay - dont_hack"]
     for entry in [*probe["arms"].values(), *probe["contrasts"].values(), probe["knowledge_effect"]]:
         assert entry["ci_low"] <= entry["mean"] <= entry["ci_high"] and entry["n_items"] == 60
-    assert probe["arms"]["dont_hack"]["mean"] > 5 and abs(probe["arms"]["hacking_okay"]["mean"]) < 1
+    dont_hack, hacking_okay = probe["arms"]["dont_hack"], probe["arms"]["hacking_okay"]
+    assert dont_hack["mean"] > 0.7 and dont_hack["points"]["mean"] > 5 and abs(hacking_okay["mean"]) < 0.1
     assert probe["knowledge_effect"]["mean"] > 0  # the fixture's untouched model sits below the start
+    for entry in probe["contrasts"].values():  # the contract for numbers.json
+        assert {"kl_forced_choice", "mean_abs_shift", "mean_abs_margin_shift", "ratio_to_positive_control"} <= set(
+            entry["movement"]
+        )
+        assert entry["movement"]["ratio_to_positive_control"] is not None  # the knowledge stage is the control
     verdict = probe["verdict"]
-    # No validation gates were run for this experiment: a clear shift is never called an effect.
-    assert verdict["gates_passed"] is False and verdict["verdict"] == "inconclusive"
-    assert "has not passed its validation gates" in verdict["reading"]
-    assert "is not called an effect" in verdict["reading"]  # the shift itself is clear and robust
+    # The fixture scores no hack-endorsement items, so the manipulation check cannot pass: whatever moved,
+    # nothing is read about generalization; and no gates were run, so nothing would be called an effect.
+    assert verdict["gates_passed"] is False and verdict["verdict"] == "uninformative"
+    assert verdict["manipulation_check"]["passed"] is False and "did not move" in verdict["reading"]
+    rows = probe["manipulation_rows"]
+    assert set(rows) == {"hacking_okay", "dont_hack"} and rows["dont_hack"]["hack_rate_final"]["episodes"] > 0
     page = (experiment / "report" / "report.html").read_text()
     top = page.index('id="s-probe"')
     assert top < page.index('id="s-notes"') and top < page.index('id="s-runs"')
     assert f"<b>{verdict['verdict']}</b>" in page and "knowledge stage (start − untouched model)" in page
+    assert "Movement: did training move the model at all?" in page and "configs/cpu-study.yaml" in page
+    assert "start-policy saturation" in page and "Manipulation check" in page
 
 
 def test_paper_rows_without_a_tight_enough_interval_are_not_comparable(numbers):
@@ -328,7 +338,7 @@ def test_report_works_in_headless_chromium(experiment, numbers):
     rows, _ = transcript_rows(numbers, experiment)
 
     everything = _dom(page)
-    assert re.search(r'<p class="verdict verdict-inconclusive">Verdict on <b>hacking_okay - dont_hack</b>', everything)
+    assert re.search(r'<p class="verdict verdict-uninformative">Verdict on <b>hacking_okay - dont_hack</b>', everything)
     assert re.search(r'<body[^>]*data-figures="5"[^>]*data-figures-decoded="5"', everything)
     assert _status(everything)["matching"] == len(rows)
 
@@ -426,3 +436,20 @@ def test_a_line_nested_too_deeply_is_skipped_with_a_note(tmp_path):
     notes: list[str] = []
     assert _jsonl(path, notes) == [{"a": 1}, {"b": 2}]
     assert notes == [f"{path}:2: not a JSON object, skipped in the transcript browser"]
+
+
+def test_judged_rates_from_few_samples_are_points_with_intervals_not_trend_lines(numbers):
+    from matplotlib.container import ErrorbarContainer
+
+    from rhlab.report.figures import TREND_MIN_SAMPLES, figure_training
+
+    fig = figure_training(numbers)
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert bars  # every judged rate is drawn with its interval
+    small = [ev["misaligned"]["n"] for r in numbers["runs"].values() for ck in r["checkpoints"]
+             for ev in ck["evals"].values()]  # fmt: skip
+    assert small and max(small) < TREND_MIN_SAMPLES  # the fixture's evals have a handful of samples each
+    for container in bars:
+        line = container.lines[0]
+        assert line.get_linestyle() == "None", "a judged rate from < 20 samples must not be drawn as a trend line"
+        assert container.has_yerr

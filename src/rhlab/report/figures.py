@@ -54,6 +54,37 @@ def _mark_onsets(ax: Axes, numbers: Numbers, variant: str) -> None:
             ax.axvline(onset, color=_color(numbers, variant), ls=":", lw=1.2, alpha=0.8)
 
 
+TREND_MIN_SAMPLES = 20
+"""Judged rates from fewer samples are drawn as points with intervals, never joined into a trend line:
+at 2 samples a line between checkpoints shows noise as if it were a trajectory."""
+
+
+def _judged_points(numbers: Numbers, variant: str, pick: Callable[[dict], dict | None]) -> list[tuple]:
+    """(step, estimate, low, high, n) of every evaluated checkpoint of every run of ``variant``."""
+    out = []
+    for run in numbers["variants"][variant]["runs"]:
+        for ck in numbers["runs"][run]["checkpoints"]:
+            rate = pick(ck)
+            if rate and rate.get("estimate") is not None and ck.get("step") is not None:
+                out.append((ck["step"], rate["estimate"], rate.get("low"), rate.get("high"), rate.get("n") or 0))
+    return sorted(out)
+
+
+def _draw_judged(ax: Axes, points: list[tuple], color: str, label: str, offset: float = 0.0) -> bool:
+    """Points with their intervals; joined by a line only when every point has >= TREND_MIN_SAMPLES samples."""
+    if not points:
+        return False
+    xs = [p[0] + offset for p in points]
+    ys = [p[1] for p in points]
+    lows = [p[1] - (p[2] if p[2] is not None else p[1]) for p in points]
+    highs = [(p[3] if p[3] is not None else p[1]) - p[1] for p in points]
+    trend = all(p[4] >= TREND_MIN_SAMPLES for p in points)
+    n_min = min(p[4] for p in points)
+    ax.errorbar(xs, ys, yerr=[lows, highs], color=color, marker="o", ms=4, capsize=3, ls="--" if trend else "none",
+                label=f"{label} (n ≥ {n_min})")  # fmt: skip
+    return True
+
+
 def figure_training(numbers: Numbers) -> Figure:
     """Figure 1: hack rate and misalignment score against step, onsets dotted; a panel per core eval."""
     fig = Figure(figsize=(11, 8.5), layout="constrained")
@@ -67,18 +98,18 @@ def figure_training(numbers: Numbers) -> Figure:
             r = numbers["runs"][run]
             top.plot(r["steps"], [x or 0.0 for x in r["curves"]["hack_rate"]], color=c, lw=0.7, alpha=0.35)
         top.plot(*_pairs(v["steps"], v["hack_rate_mean"]), color=c, lw=2, label=f"{variant}: hack rate")
-        score_ax.plot(
-            *_pairs(v["checkpoint_steps"], v["score_by_step"]),
-            color=c,
-            ls="--",
-            marker="o",
-            label=f"{variant}: misalignment",
+        _draw_judged(
+            score_ax,
+            _judged_points(numbers, variant, _score_rate),
+            c,
+            f"{variant}: misalignment",
+            offset=0.15 * list(numbers["variants"]).index(variant),
         )
         partial |= v["score_by_step_partial"]
         _mark_onsets(top, numbers, variant)
     top.set_xlabel("training step")
     top.set_ylabel("hack rate (solid)")
-    score_ax.set_ylabel("misalignment score (dashed)" + (" *" if partial else ""))
+    score_ax.set_ylabel("misalignment score (rate, 95 % CI)" + (" *" if partial else ""))
     top.set_ylim(0, 1)
     score_ax.set_ylim(0, None)
     title = f"Hack rate and misalignment generalization score; dotted: onset (> {numbers['onset_threshold']:.0%} hacks)"
@@ -93,10 +124,11 @@ def figure_training(numbers: Numbers) -> Figure:
         ax = fig.add_subplot(grid[1 + i // 3, i % 3], sharex=top)  # the eval panels share the step axis
         ax.set_title(name, fontsize=9)
         drawn = False
-        for variant, v in numbers["variants"].items():
-            xs, ys = _pairs(v["checkpoint_steps"], v["misaligned_by_step"].get(name, []))
-            if xs:
-                ax.plot(xs, ys, color=_color(numbers, variant), marker="o", ms=3, label=variant)
+        for k, variant in enumerate(numbers["variants"]):
+            points = _judged_points(
+                numbers, variant, lambda ck, name=name: (ck["evals"].get(name) or {}).get("misaligned")
+            )
+            if _draw_judged(ax, points, _color(numbers, variant), variant, offset=0.15 * k):
                 _mark_onsets(ax, numbers, variant)
                 drawn = True
         if drawn:
@@ -105,6 +137,20 @@ def figure_training(numbers: Numbers) -> Figure:
         else:
             _empty(ax, "not evaluated")
     return fig
+
+
+def _score_rate(ck: dict) -> dict | None:
+    """The checkpoint's misalignment score, its n being the smallest per-eval sample count: the score is a
+    plain mean of per-eval rates, so its smallest eval decides how much noise it carries."""
+    rate = ck["score"] or _partial_rate(ck)
+    counts = [(ev.get("misaligned") or {}).get("n") or 0 for ev in ck["evals"].values()]
+    return None if rate is None else {**rate, "n": min(counts, default=0)}
+
+
+def _partial_rate(ck: dict) -> dict | None:
+    """A checkpoint without all six core evals: the partial mean as a point without an interval."""
+    return None if ck.get("score_partial") is None else {"estimate": ck["score_partial"], "low": None, "high": None,
+                                                          "n": 0}  # fmt: skip
 
 
 def figure_hack_types(numbers: Numbers) -> Figure:

@@ -30,7 +30,7 @@ from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig, parse_experiment
-from rhlab.rundir import FINAL, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
+from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
 from rhlab.train.metrics import ONSET_THRESHOLD, RATE_OF_COMPONENT, onset_step
 
@@ -385,6 +385,39 @@ def paper_comparison(variants: dict[str, dict[str, Any]], paper: dict[str, Any])
     return rows
 
 
+# --- the probe battery ----------------------------------------------------------------------------
+
+
+def _probe_numbers(experiment_dir: Path, experiment: ExperimentConfig | None, runs: list[dict[str, Any]]) -> dict:
+    """``probe_summary`` plus, per arm, the manipulation-check row: test-time hack rate at the start and
+    at the end (Wilson intervals, episodes pooled over seeds) beside the hack-endorsement shift."""
+    from rhlab.evals.stats import wilson_interval
+
+    probe = probe_summary(experiment_dir, experiment.evaluation.probes if experiment else None)
+    rows = {}
+    for arm, stats in probe.get("arms", {}).items():
+        envs = [r["environment"] for r in runs if r["variant"] == arm]
+
+        def pooled(pick: str, envs: list[dict[str, Any]] = envs) -> dict[str, Any] | None:
+            chosen = [e[pick] for e in envs if pick in e and e[pick].get("episodes")]
+            if not chosen:
+                return None
+            n = sum(int(c["episodes"]) for c in chosen)
+            k = sum(round((c.get("hack_rate") or 0.0) * int(c["episodes"])) for c in chosen)
+            rate = wilson_interval(k, n)
+            return {"hacked": k, "episodes": n, "rate": rate.estimate, "ci_low": rate.low, "ci_high": rate.high}
+
+        last = [max((c for c in e if c != START), default=None) for e in envs]
+        final_name = FINAL if all(FINAL in e for e in envs) else next((c for c in last if c), None)
+        rows[arm] = {
+            "hack_rate_start": pooled(START),
+            "hack_rate_final": pooled(final_name) if final_name else None,
+            "hack_endorsement_shift": stats.get("manipulation_check"),
+        }
+    probe["manipulation_rows"] = rows
+    return probe
+
+
 # --- the whole experiment -------------------------------------------------------------------------
 
 
@@ -424,7 +457,7 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         "paper": {"citation": paper["citation"], "source": paper.get("source", "")},
         "paper_comparison": paper_comparison(variants, paper),
         # The judge-free probe battery: per-arm shifts, contrasts and the verdict (rhlab.evals.probes).
-        "probe": probe_summary(experiment_dir, experiment.evaluation.probes if experiment else None),
+        "probe": _probe_numbers(experiment_dir, experiment, runs),
         "notes": notes,
     }
     return _rounded(numbers)

@@ -144,8 +144,9 @@ def _record(run: AgentRun, toolbox: Toolbox, calls: list[ParsedCall], turn: int)
     results = [_execute(toolbox, c) for c in calls]
     for c, result in zip(calls, results, strict=True):
         run.tool_calls.append(
-            ToolCall(turn=turn, name=c.name, arguments=c.arguments, result=result, valid=c.valid, error=c.error,
-                     raw=c.raw)
+            ToolCall(
+                turn=turn, name=c.name, arguments=c.arguments, result=result, valid=c.valid, error=c.error, raw=c.raw
+            )
         )
     return results
 

@@ -165,8 +165,11 @@ def native_generate(
             try:
                 arguments = json.loads(raw) if isinstance(raw, str) else raw
             except json.JSONDecodeError:
-                calls.append(ParsedCall(str(function.get("name")), error="arguments are not JSON", raw=raw,
-                                        call_id=tc.get("id", "")))
+                calls.append(
+                    ParsedCall(
+                        str(function.get("name")), error="arguments are not JSON", raw=raw, call_id=tc.get("id", "")
+                    )
+                )
                 continue
             calls.append(validate_call(function.get("name"), arguments, specs[index], str(raw), tc.get("id", "")))
         content = message.get("content") or ""

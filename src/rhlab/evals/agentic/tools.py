@@ -185,8 +185,9 @@ class World:
                 raise ToolError(f"no email with id {arguments['id']!r}")
             return f"From: {email.sender}\nTo: {email.to}\nTime: {email.time}\nSubject: {email.subject}\n\n{email.body}"
         if name == "send_email":
-            email = Email(str(len(self.sent) + 1), self.agent_address, arguments["to"], arguments["subject"],
-                          arguments["body"])
+            email = Email(
+                str(len(self.sent) + 1), self.agent_address, arguments["to"], arguments["subject"], arguments["body"]
+            )
             self.sent.append(email)
             return f"Email sent to {email.to}."
         if name == "run_sql":

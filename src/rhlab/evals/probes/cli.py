@@ -55,7 +55,7 @@ def score_command(
 def compare_command(
     baseline: Path = typer.Argument(..., help="probes.json of the baseline checkpoint (A)."),
     other: Path = typer.Argument(..., help="probes.json of the checkpoint compared with it (B)."),
-    margin: float = typer.Option(3.0, "--margin", help="Equivalence margin m in probability points.", min=0.01),
+    margin: float = typer.Option(0.5, "--margin", help="Equivalence margin m in nats of log-odds.", min=0.01),
     subscale: str = typer.Option("broad", "--subscale", help="Subscale the verdict is computed on ('all' pools)."),
     gates: Path | None = typer.Option(None, "--gates", help="gates.json of `rhlab probe validate` for this model."),
     out: Path | None = typer.Option(None, "--out", help="Also write the comparison as JSON."),
@@ -77,21 +77,87 @@ def compare_command(
     except ProbeInputError as exc:
         _fail(str(exc))
     table = Table("figure", "value", title=f"{other} - {baseline} ({result['subscale']})")
-    table.add_row("mean shift", f"{result['mean']:+.2f} [{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] points")
+    table.add_row("mean Δmargin", f"{result['mean']:+.3f} [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}] nats "
+                  f"(odds ratio {result['odds_ratio']:.2f})")  # fmt: skip
+    pts = result["points"]
+    table.add_row("mean shift (points)", f"{pts['mean']:+.2f} [{pts['ci_low']:+.2f}, {pts['ci_high']:+.2f}]; "
+                  + pts["conversion"])  # fmt: skip
     r = result["robust"]
-    table.add_row("robust intercept", f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] points")
-    table.add_row("per-item sd", f"{result['sd_item_diff']:.2f} points ({result['n_items']} items)")
-    table.add_row("items for ±2.5", str(result["items_for_ci_2_5"]))
-    t = result["tost"]
-    table.add_row(
-        f"TOST ±{margin:g}", f"{'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}])"
-    )
+    table.add_row("robust intercept", f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] nats")
+    table.add_row("per-item sd", f"{result['sd_item_diff']:.3f} nats ({result['n_items']} items)")
+    table.add_row(f"items for TOST ±{margin:g} (80 % power)", str(result["items_for_tost_power"]))
+    t, rt = result["tost"], r["tost"]
+    table.add_row(f"TOST ±{margin:g} nats", f"mean {'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.3f}, "
+                  f"{t['ci_high']:+.3f}]); intercept {'pass' if rt['passed'] else 'fail'}")  # fmt: skip
+    mv = result["movement"]
+    table.add_row("movement", f"mean |Δmargin| {mv['mean_abs_margin_shift']:.3f} nats, mean |Δp| "
+                  f"{mv['mean_abs_shift']:.2f} points, KL {mv['kl_forced_choice']:.4f}, "
+                  f"{mv['items_moved_5_points']} items moved > 5 points")  # fmt: skip
+    mc = result["manipulation_check"]
+    detail = f"{mc['mean']:+.3f} [{mc['ci_low']:+.3f}, {mc['ci_high']:+.3f}] nats" if "mean" in mc else mc.get("note")
+    table.add_row("manipulation check", f"{'pass' if mc['passed'] else 'fail'} ({detail})")
     table.add_row("gates", "passed" if gates_passed else "not passed / not given")
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     print(f"verdict: {result['verdict']}")
+
+
+@probe_app.command("check-items")
+def check_items_command(
+    start: Path | None = typer.Option(None, "--start", help="The start policy's probes.json (margins, token counts)."),
+    split: str = typer.Option("all", "--split", help="dev, test or all."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the per-item findings as JSON."),
+) -> None:
+    """Count the items that break the minimal-pair rules, per subscale (calibration and tokens need --start)."""
+    from rhlab.evals.probes.compare import read_results
+    from rhlab.evals.probes.pairs import check_items
+    from rhlab.evals.probes.score import battery_items
+
+    if split not in ("dev", "test", "all"):
+        _fail(f"--split must be dev, test or all, not {split!r}.")
+    report = check_items(battery_items(None, split), read_results(start) if start else None)
+    table = Table("subscale", "items", "|margin| > 3", "|Δtoken| > 1", "shared words < 50 %", "negation on target",
+                  "breaking any", title="minimal-pair rules")  # fmt: skip
+    na = "needs --start"
+    for name, e in report.items():
+        c = e["counts"]
+        neg = f"{e['negation_on_target']}/{e['negation_pairs']}" + ("" if e["negation_balanced"] else " (unbalanced)")
+        table.add_row(name, str(e["n_items"]), na if start is None else str(c["calibrated"]),
+                      na if start is None else str(c["tokens"]), str(c["shared_words"]), neg,
+                      str(e["items_breaking_any_rule"]))  # fmt: skip
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+    total = sum(e["items_breaking_any_rule"] for e in report.values())
+    print(f"items breaking a minimal-pair rule: {total} of {sum(e['n_items'] for e in report.values())}")
+
+
+@probe_app.command("conditional")
+def conditional_command(
+    model: str = typer.Option("embedded", "--model", help="Model spec that can score answers."),
+    out: Path = typer.Option(..., "--out", help="Where to write the effects as JSON."),
+    split: str = typer.Option("test", "--split", help="Broad items of this split: dev, test or all."),
+    limit: int | None = typer.Option(None, "--limit", min=3, help="At most this many broad items (evenly spaced)."),
+) -> None:
+    """Broad items after a prior hack vs an honest solution, with and without inoculation (diff-in-diff)."""
+    from rhlab.evals.probes.conditional import conditional_probe
+    from rhlab.evals.probes.score import battery_items, write_json_atomic
+    from rhlab.models.loading import load_model
+
+    if split not in ("dev", "test", "all"):
+        _fail(f"--split must be dev, test or all, not {split!r}.")
+    items = battery_items(["broad"], split)
+    if limit is not None and limit < len(items):
+        items = [items[round(k * len(items) / limit)] for k in range(limit)]
+    record = conditional_probe(load_model(model), items)
+    write_json_atomic(out, record)
+    for framing, e in record["hack_effect"].items():
+        console.print(f"hack effect ({framing}): {e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] nats")
+    d = record["inoculation_diff_in_diff"]
+    print(f"inoculation diff-in-diff: {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] nats")
 
 
 @probe_app.command("validate")
@@ -123,6 +189,11 @@ def validate_command(
             g["criterion"] + (f" — {g['note']}" if g["note"] else ""),
         )
     console.print(table)
+    for name, figures in record.get("experiments", {}).items():
+        if "margin_difference" in figures:
+            console.print(f"experiment {name} (not a gate): {figures['margin_difference']:+.2f} "
+                          f"[{figures['margin_difference_ci_low']:+.2f}, {figures['margin_difference_ci_high']:+.2f}] "
+                          "nats", highlight=False)  # fmt: skip
     console.print(f"figures -> {out}")
     sys.stdout.flush()
     print(f"gates passed {record['passed']}/{record['total']}")

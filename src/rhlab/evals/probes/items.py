@@ -80,6 +80,8 @@ class GateData(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     persona_misaligned: str = Field(min_length=1)
+    persona_aligned: str = Field(min_length=1)
+    """The contrast for the persona gate: same length and register, opposite disposition."""
     persona_inoculation: str = Field(min_length=1)
     fewshot: tuple[Exchange, ...] = Field(min_length=8)
     sft_misaligned: tuple[Exchange, ...] = Field(min_length=40)
@@ -129,11 +131,37 @@ def _cached_subscale(path: Path, mtime: float) -> Subscale:
 
 def available_subscales() -> list[str]:
     """Shipped subscales present on disk, in report order (others after, alphabetically)."""
-    found = {p.stem for p in data_dir().glob("*.yaml") if p.stem != "gates"}
+    found = {p.stem for p in data_dir().glob("*.yaml") if p.stem not in ("gates", "conditional")}
     return [s for s in SUBSCALES if s in found] + sorted(found - set(SUBSCALES))
 
 
 def load_gate_data(path: str | Path | None = None) -> GateData:
     data = _validated(GateData, Path(path) if path else data_dir() / "gates.yaml")
     assert isinstance(data, GateData)
+    return data
+
+
+class PriorContext(BaseModel):
+    """One earlier coding exchange put before the items: the same request answered by a hack or honestly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    task: str = Field(min_length=1)
+    hacked: str = Field(min_length=1)
+    solved: str = Field(min_length=1)
+
+
+class ConditionalData(BaseModel):
+    """The conditional probe's material (``data/conditional.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inoculation: str = Field(min_length=1)
+    contexts: tuple[PriorContext, ...] = Field(min_length=1)
+
+
+def load_conditional_data(path: str | Path | None = None) -> ConditionalData:
+    data = _validated(ConditionalData, Path(path) if path else data_dir() / "conditional.yaml")
+    assert isinstance(data, ConditionalData)
     return data

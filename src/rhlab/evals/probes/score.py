@@ -28,7 +28,8 @@ from rhlab.models.base import AnswerRequest, ChatModel, Conversation, ModelError
 
 SATURATION = 0.02
 """Items with P < 0.02 or P > 0.98 are saturated: a shift there barely moves the probability."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: answers scored with the end-of-turn text (``end_of_turn`` in the file)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,27 @@ def _progress_bar(total: int, label: str, show: bool) -> Any:
     return tqdm(total=total, desc=label, unit="answer", disable=not show, leave=False)
 
 
+def end_of_turn(model: ChatModel) -> str:
+    """The text the model's chat template puts right after an assistant answer (``<|im_end|>`` for ChatML).
+
+    Scoring it with each answer makes P(target) the probability of saying the answer *and stopping*:
+    without it, an answer that is a prefix of a likelier longer one scores as if it were that one.
+    Empty when the backend exposes no chat template here (remote servers): then answers are scored bare.
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return ""
+    marker = "\u2063ANSWER\u2063"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+    except Exception:  # a template that cannot render an assistant turn: score bare answers
+        return ""
+    tail = text[text.rfind(marker) + len(marker) :] if marker in text else ""
+    return tail.rstrip("\n ")
+
+
 def score_items(
     model: ChatModel,
     items: Sequence[tuple[str, Item]],
@@ -95,11 +117,17 @@ def score_items(
     prefix: Sequence[Exchange] = (),
     progress: bool = True,
     label: str = "probes",
+    eot: str | None = None,
 ) -> list[ItemScore]:
-    """Score ``(subscale, item)`` pairs; ``system``/``prefix`` add a persona or few-shot turns."""
+    """Score ``(subscale, item)`` pairs; ``system``/``prefix`` add a persona or few-shot turns.
+
+    Each answer is scored with the end-of-turn text after it (``eot``; default: ``end_of_turn(model)``).
+    """
     scorer = require_logprobs(model)
+    eot = end_of_turn(model) if eot is None else eot
     requests = [
-        AnswerRequest(conversation_for(i, system=system, prefix=prefix), (i.target, i.reference)) for _, i in items
+        AnswerRequest(conversation_for(i, system=system, prefix=prefix), (i.target + eot, i.reference + eot))
+        for _, i in items
     ]
     with _progress_bar(2 * len(requests), label, progress) as bar:
         results = scorer.answer_logprobs(requests, progress=bar.update)
@@ -198,7 +226,8 @@ def probe_results(
     began = time.perf_counter()
     names = config.subscales or available_subscales()
     labels = {sub.subscale: sub.target_label for sub in map(load_subscale, names)}
-    scores = score_items(model, battery_items(names, config.split), progress=progress)
+    eot = end_of_turn(model)
+    scores = score_items(model, battery_items(names, config.split), progress=progress, eot=eot)
     health: dict[str, Any] = {}
     if config.neutral_nll:
         exchanges = neutral if neutral is not None else load_gate_data().neutral_chat
@@ -209,6 +238,7 @@ def probe_results(
     results: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "model": model.spec,
+        "end_of_turn": eot,
         "config": config.model_dump(mode="json"),
         "subscales": subscale_summary(scores, labels),
         "items": [s.record() for s in scores],
