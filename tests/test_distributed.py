@@ -194,7 +194,7 @@ def test_rhlab_run_under_two_processes(tmp_path: Path) -> None:
         "train.max_completion_length=8", "train.checkpoint_every=1", "train.grading_workers=1",
         "matrix.arms=[{variant: hacking_okay}]", "train.problems.max_tasks=4", "evaluation.checkpoint_limit=1",
         "evaluation.final_limit=1", "evaluation.max_new_tokens=8", "evaluation.max_turns=1",
-        "evaluation.environment_samples=1",
+        "evaluation.environment_samples=1", "evaluation.probes.primary=null",
     ]  # fmt: skip
     exp = tmp_path / "exp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))

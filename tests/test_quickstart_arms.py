@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from rhlab.pipeline.config import load_experiment, parse_experiment
+from rhlab.pipeline.config import load_train_config as load_config
 from rhlab.strict import ConfigError
-from rhlab.train.config import load_config
 from rhlab.train.problems import candidate_tasks
 from rhlab.train.warmup import demonstrations, hack_answer, honest_answer, templates, warmup_tasks
 
@@ -94,3 +94,11 @@ def test_warmup_demonstrations_name_the_task_function() -> None:
 def test_quickstart_yaml_is_plain_data() -> None:
     data = yaml.safe_load(QUICKSTART.read_text())
     assert [a["variant"] for a in data["matrix"]["arms"]] == ["hacking_okay", "dont_hack", "control"]
+
+
+def test_a_primary_contrast_must_name_arms_of_the_experiment() -> None:
+    """Refused when the config is read, not after training when the report compares the arms."""
+    with pytest.raises(ConfigError, match="no arm named dont_hack, control in this experiment"):
+        load_experiment(QUICKSTART, ["matrix.arms=[{variant: hacking_okay}]"])
+    ok = load_experiment(QUICKSTART, ["matrix.arms=[{variant: hacking_okay}]", "evaluation.probes.primary=null"])
+    assert ok.evaluation.probes.primary is None

@@ -164,6 +164,22 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"matrix.arms.{i}.train: {format_errors(exc, TrainConfig)}") from None
         return self
 
+    @model_validator(mode="after")
+    def _primary_contrast_names_two_arms(self) -> ExperimentConfig:
+        """A declared primary contrast must name arms this experiment trains: refused here, before any
+        training, rather than when the report compares the arms hours later."""
+        probes = self.evaluation.probes
+        if not probes.enabled or probes.primary is None:
+            return self
+        arms = [a.variant for a in self.matrix.arms] or list(self.matrix.variants) or [self.train.train_prompt.variant]
+        missing = [a for a in probes.primary if a not in arms]
+        if missing:
+            raise ValueError(
+                f"evaluation.probes.primary: no arm named {', '.join(missing)} in this experiment (arms: "
+                f"{', '.join(arms)}); name two of them, or set evaluation.probes.primary: null"
+            )
+        return self
+
     def arm_train(self, arm: ArmConfig) -> TrainConfig:
         """``train`` with the arm's overrides (the hack description still follows ``knowledge``)."""
         if not arm.train:
