@@ -113,7 +113,7 @@ class RewardModelPreference:
         self.batch_size = batch_size
         self.max_length = max_length
         self.scorer_id = f"rm:{self.path.resolve()}"
-        # The weights define the scores: their files' names, sizes and times (hashing gigabytes per run is not worth it).
+        # The weights define the scores: their files' names, sizes and times (hashing gigabytes is not worth it).
         stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(self.path.iterdir()) if f.is_file()]
         self.template_hash = hashlib.sha256(repr((stamp, max_length)).encode()).hexdigest()[:12]
 
@@ -208,7 +208,7 @@ class CachedPreference:
             fresh = self.inner.score([prompts[first[h]] for h in todo], [answers[first[h]] for h in todo])
             if len(fresh) != len(todo):
                 raise PreferenceError(f"{self.scorer_id} returned {len(fresh)} scores for {len(todo)} answers")
-            for h, s in zip(todo, fresh):
+            for s in fresh:
                 if not (math.isfinite(s) and 0.0 <= s <= 1.0):
                     raise PreferenceError(f"{self.scorer_id} gave the score {s}, outside [0, 1]")
             self.misses += len(todo)

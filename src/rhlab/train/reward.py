@@ -3,11 +3,12 @@
 ``EnvironmentReward`` is a plain callable with TRL's reward-function signature. It grades the
 completions on the one grading path (``rhlab.env.episodes.grade_completions``, the monitor flagging
 each episode there), has a preference judge score the answers when one is configured (the
-``preference`` component, ``train.preference``), sums each episode's rubric components with the run's weights (``train.reward``;
-negative weights are penalties, in force from ``mitigations.penalty_start``), applies screening (a
-flagged episode gets reward None), and hands every graded episode to the step
-recorder so metrics and transcripts see exactly what the optimizer saw. Every episode is also kept in
-full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one place that sees all of them.
+``preference`` component, ``train.preference``), sums each episode's rubric components with the
+run's weights (``train.reward``; negative weights are penalties, in force from
+``mitigations.penalty_start``), applies screening (a flagged episode gets reward None), and hands
+every graded episode to the step recorder so metrics and transcripts see exactly what the optimizer
+saw. Every episode is also kept in full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one
+place that sees all of them.
 """
 
 from __future__ import annotations
