@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from rhlab.env.completion import reasoning_spans, split_reasoning
 from rhlab.models.testing import byte_level_tokenizer
-from rhlab.train.config import parse_config
 from rhlab.strict import ConfigError
+from rhlab.train.config import parse_config
 from rhlab.train.kl_scope import answer_kl_mask, answer_token_mask, scope_reference
 
 TEXTS = [
@@ -82,3 +84,56 @@ def test_answer_scope_needs_a_kl_penalty() -> None:
     assert parse_config({"kl_scope": "answer", "beta": 0.1}).kl_scope == "answer"
     with pytest.raises(ConfigError, match="kl_scope"):
         parse_config({"kl_scope": "reasoning", "beta": 0.1})
+
+
+@pytest.mark.slow
+def test_trainer_masks_trls_kl_term_per_token(tmp_path: Path) -> None:
+    """Through TRL's own ``_compute_loss``: with zero advantages the loss is the KL term alone, and the
+    mask splits it exactly (a mask and its complement add up to the unmasked loss; all-zero gives 0)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from rhlab.models.testing import tiny_test_model
+    from rhlab.train.trainer import StepTimer, make_trainer_class
+
+    path = tiny_test_model(tmp_path / "tiny")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    rows = [{"prompt": [{"role": "user", "content": "a question"}]}, {"prompt": [{"role": "user", "content": "b"}]}]
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=12, beta=0.1, use_cpu=True, report_to="none", save_strategy="no",
+                      seed=0, logging_steps=1)  # fmt: skip
+    trainer = make_trainer_class()(
+        model=model, reward_funcs=[lambda completions, **_: [float(i % 2) for i in range(len(completions))]],
+        args=args, train_dataset=Dataset.from_list(rows * 2), processing_class=AutoTokenizer.from_pretrained(path),
+        timer=StepTimer(), skip_zero_variance=False, shared_prefix=False, skip_flat=False, kl_scope="answer",
+    )  # fmt: skip
+    with torch.no_grad():  # move the policy away from the reference so the KL is not zero
+        for p in trainer.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's training loop, which this test skips
+    batch = trainer._generate_and_score_completions([rows[0], rows[0], rows[1], rows[1]])
+    assert batch["kl_mask"].shape == batch["completion_ids"].shape
+    batch["advantages"] = torch.zeros_like(batch["advantages"])
+
+    def loss(mask: torch.Tensor | None) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "kl_mask"}
+        if mask is not None:
+            inputs["kl_mask"] = mask
+        return trainer._compute_loss(trainer.model, inputs)
+
+    stock = loss(None).item()
+    assert stock > 0
+    ones = torch.ones_like(batch["kl_mask"])
+    half = torch.zeros_like(ones)
+    half[:, : half.shape[1] // 2] = 1.0
+    assert loss(ones).item() == pytest.approx(stock, rel=1e-6)
+    assert loss(half).item() + loss(1 - half).item() == pytest.approx(stock, rel=1e-5)
+    assert 0 < loss(half).item() < stock
+    trainer.model.zero_grad()
+    none = loss(torch.zeros_like(ones))
+    assert none.item() == 0.0
+    none.backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in trainer.model.parameters())
