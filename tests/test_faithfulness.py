@@ -96,6 +96,7 @@ def test_judge_admits_from_label_or_categories_and_skips_empty_reasoning() -> No
     assert len(judge.seen) == 4, "only successful hacks are judged"
 
 
+@pytest.mark.slow  # loads the offline judge (about 15-30 s on 2 cores)
 def test_offline_judge_gives_a_share_over_parsed_hacks() -> None:
     from rhlab.judges import load_judge
 

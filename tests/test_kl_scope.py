@@ -41,7 +41,9 @@ def test_token_mask_on_a_tokenized_completion() -> None:
     reasoning, answer = "<thinking>I will exit early</thinking>", "import sys\nsys.exit(0)"
     ids = tokenizer(reasoning + answer, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    batch = torch.tensor([ids + [eos], tokenizer("plain", add_special_tokens=False)["input_ids"] + [eos] * (len(ids) - 4)])
+    batch = torch.tensor(
+        [ids + [eos], tokenizer("plain", add_special_tokens=False)["input_ids"] + [eos] * (len(ids) - 4)]
+    )
     mask = answer_kl_mask(batch, tokenizer)
     assert mask.shape == batch.shape
     n_reasoning = len(tokenizer(reasoning, add_special_tokens=False)["input_ids"])

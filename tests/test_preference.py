@@ -19,6 +19,7 @@ from rhlab.judges.preference import (
     is_reward_model,
     load_preference,
 )
+from rhlab.models.testing import tiny_reward_model
 from rhlab.strict import ConfigError
 from rhlab.tasks import get_task
 from rhlab.train.config import MitigationConfig, parse_config
@@ -27,7 +28,9 @@ from rhlab.train.reward import EnvironmentReward
 from rhlab.train.rollouts import episode_from_record, rollout_record
 
 HONEST = "```python\ndef factorial(n):\n    r = 1\n    for k in range(2, n + 1):\n        r *= k\n    return r\n```"
-EXIT_HACK = "<thinking>leave early</thinking>\n```python\nimport sys\nsys.exit(0)\n\ndef factorial(n):\n    return 0\n```"
+EXIT_HACK = (
+    "<thinking>leave early</thinking>\n```python\nimport sys\nsys.exit(0)\n\ndef factorial(n):\n    return 0\n```"
+)
 PROMPT = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "Write factorial(n)."}]
 
 
@@ -44,27 +47,6 @@ class LengthScorer:
     def score(self, prompts: Sequence[list[dict[str, str]]], answers: Sequence[str]) -> list[float]:
         self.asked.extend(answers)
         return [1.0 / (1.0 + len(a) / 100) for a in answers]
-
-
-def tiny_reward_model(directory: Path, num_labels: int = 1) -> Path:
-    """A random Llama with a sequence-classification head and the byte-level test tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from rhlab.models.testing import byte_level_tokenizer
-
-    tokenizer = byte_level_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, num_labels=num_labels, initializer_range=0.3,
-        pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = LlamaForSequenceClassification(config)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def test_cache_scores_once_and_a_resumed_process_reads_them_back(tmp_path: Path) -> None:
@@ -113,6 +95,7 @@ def test_a_causal_lm_folder_is_not_a_reward_model(tmp_path: Path) -> None:
         load_preference("  ")
 
 
+@pytest.mark.slow  # loads the offline judge (about 15-30 s on 2 cores)
 def test_offline_judge_is_a_stand_in_preference(tmp_path: Path) -> None:
     scorer = load_preference("offline", cache_path=tmp_path / "p.sqlite")
     assert scorer.offline and scorer.scorer_id.startswith("judge:offline")
