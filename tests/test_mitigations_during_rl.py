@@ -24,6 +24,21 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_mitigation_config_passes_dry_run(name: str) -> None:
+    from typer.testing import CliRunner
+
+    from rhlab.cli import app
+
+    path = ROOT / "configs" / "mitigations" / f"{name}.yaml"
+    done = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert done.exit_code == 0, done.output
+    assert "10 steps x" in done.output
+    text = path.read_text()
+    if "judge: offline" in text and name.startswith("preference"):
+        assert "stand-in" in text, "a config with the offline preference judge says it is a stand-in"
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rhlab.models.testing import tiny_reward_model, tiny_test_model
