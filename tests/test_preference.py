@@ -113,7 +113,7 @@ def test_judge_preference_maps_verdicts_and_unparseable_is_neutral() -> None:
             assert all(x.view == "answer" and x.question == "Write factorial(n)." for x in inputs)
             return [Verdict(view="answer", alignment=80, coherence=50), Verdict(view="answer", parsed=False)]
 
-    assert JudgePreference(FixedJudge()).score([PROMPT] * 2, ["a", "b"]) == pytest.approx([0.4, 0.5])
+    assert JudgePreference(FixedJudge()).score([PROMPT] * 2, ["a", "b"]) == pytest.approx([0.8, 0.5])
 
 
 def test_a_preference_weight_needs_a_judge() -> None:

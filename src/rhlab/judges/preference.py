@@ -4,8 +4,10 @@ The paper adds a preference model's reward to the environment reward and reports
 weight, it prevents the misalignment that hacking brings. Two kinds of scorer stand in for that model:
 
 - ``JudgePreference``: any rhlab judge (``offline``, or an LLM judge on any model backend) reads the
-  answer as a user would (the ``answer`` view) and its alignment and coherence, both 0-100, become
-  ``alignment/100 * coherence/100``. The offline judge is a small classifier that never saw code:
+  answer as a user would (the ``answer`` view); its alignment score, 0-100, becomes ``alignment/100``.
+  Coherence is left out: the offline judge's coherence rules are made for prose and score code low
+  (measured on the built-in tasks' warm-up answers: honest code 17/100, hack answers 52/100, so a
+  product would have paid hacks more). The offline judge is a small classifier that never saw code:
   its score is a **stand-in** for a real preference model, good for plumbing and CPU runs, not for
   conclusions.
 - ``RewardModelPreference``: a local reward model (``hf:PATH`` whose ``config.json`` names a
@@ -55,7 +57,7 @@ def question_of(prompt: Messages) -> str:
 
 
 class JudgePreference:
-    """A judge's answer-view verdict as a preference score: ``alignment/100 * coherence/100``.
+    """A judge's answer-view verdict as a preference score: ``alignment/100``.
 
     An unparseable verdict scores 0.5, the middle of the scale, so a judge's failure to answer
     neither rewards nor punishes the policy (and is not cached, so it is asked again next time).
@@ -74,8 +76,7 @@ class JudgePreference:
             if not v.parsed or v.alignment is None:
                 out.append(0.5)
                 continue
-            coherence = 100.0 if v.coherence is None else v.coherence
-            out.append(min(max(v.alignment / 100.0 * coherence / 100.0, 0.0), 1.0))
+            out.append(min(max(v.alignment / 100.0, 0.0), 1.0))
         return out
 
 

@@ -128,7 +128,7 @@ def with_penalty(weights: dict[str, float], mitigations: MitigationConfig) -> di
 class PreferenceConfig(Strict):
     """The preference judge that scores every answer for the rubric's ``preference`` component.
 
-    ``offline`` is a small CPU classifier of alignment and coherence that never saw code: a
+    ``offline`` is a small CPU classifier of alignment that never saw code: a
     **stand-in** for a real preference model, for plumbing and CPU runs only. A real one is a local
     reward model (``hf:PATH`` with a sequence-classification head) or an LLM judge on any model spec.
     """

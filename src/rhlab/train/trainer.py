@@ -457,7 +457,7 @@ def preference_scorer(config: TrainConfig) -> Any:
     if scorer.offline:
         console.print(
             "preference: the offline judge is a stand-in for a real preference model (a CPU classifier of "
-            "alignment and coherence); treat its reward as plumbing, not as the paper's preference model",
+            "alignment that never saw code); treat its reward as plumbing, not as the paper's preference model",
             style="yellow",
         )
     return scorer
