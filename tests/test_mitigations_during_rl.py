@@ -76,6 +76,13 @@ def test_mitigation_config_trains_at_tiny_size(
                 expected = rec["components"]["proxy_pass"] + weight * rec["preference"]
                 assert rec["reward"] == pytest.approx(expected)
         assert (tmp_path / "cache" / "preference_cache.sqlite").is_file()
+        if name == "preference-low":  # rescore re-grades in the sandbox and re-reads the recorded scores
+            from rhlab.train.rescore import rescore
+
+            rescore(run, workers=2, progress=False)
+            again = read_metrics(run / "metrics.rescored.jsonl")
+            assert [r["preference"] for r in again] == pytest.approx([r["preference"] for r in rows])
+            assert [r["reward_mean"] for r in again] == pytest.approx([r["reward_mean"] for r in rows])
     else:
         assert all(rec["preference"] is None for rec in records)
         assert all("kl" in r for r in rows), "beta > 0: TRL's KL term was computed"
