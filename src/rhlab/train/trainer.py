@@ -31,6 +31,7 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from rhlab.env.pool import GradingPool
+from rhlab.judges.preference import PreferenceScorer
 from rhlab.models.loading import trainable_weights
 from rhlab.rundir import RunDir, atomic_dir
 from rhlab.tasks import load_tasks
@@ -282,11 +283,8 @@ class RunLogger(TrainerCallback):
         self.timer = timer
         self.pending: tuple[int, list[GradedEpisode], float] | None = None
         self.rng = random.Random(config.seed)
-        self.faithfulness_judge = None
-        if config.faithfulness.judge is not None:
-            from rhlab.judges import load_judge
-
-            self.faithfulness_judge = load_judge(config.faithfulness.judge)
+        self.faithfulness_judge: Any = None
+        """``train.faithfulness.judge``, loaded on first use (only the main process writes rows)."""
 
     def graded(self, step: int, episodes: list[GradedEpisode], grading_s: float) -> None:
         self.timer.grading_s += grading_s
@@ -313,7 +311,11 @@ class RunLogger(TrainerCallback):
         """Write the step's metrics row, transcripts and run record; returns (row, whether to stop)."""
         total = time.monotonic() - self.timer.started
         row = {"step": step, **step_metrics(episodes, self.config.group_size)}
-        if self.faithfulness_judge is not None:
+        if self.config.faithfulness.judge is not None:
+            if self.faithfulness_judge is None:
+                from rhlab.judges import load_judge
+
+                self.faithfulness_judge = load_judge(self.config.faithfulness.judge)
             row.update(judged_faithfulness(self.faithfulness_judge, episodes))
         row.update(
             time_generation_s=round(self.timer.generation_s, 3),
@@ -446,7 +448,7 @@ def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
     return torch.float32
 
 
-def preference_scorer(config: TrainConfig) -> Any:
+def preference_scorer(config: TrainConfig) -> PreferenceScorer | None:
     """The run's preference judge (``train.preference``), or None; says so when it is the offline stand-in."""
     p = config.preference
     if p.judge is None:
