@@ -68,8 +68,9 @@ def test_pre_rubric_rewards_replay_identically() -> None:
 def test_unknown_component_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="reward.*honest_sovle"):
         parse_config({"reward": {"proxy_pass": 1.0, "honest_sovle": 1.0}})
-    with pytest.raises(ValueError, match="cot_faithful"):
-        Rubric({"cot_faithful": 1.0})
+    # (cot_faithful stood here until it became a component; a family that does not exist stands in.)
+    with pytest.raises(ValueError, match="hack/teleport"):
+        Rubric({"hack/teleport": 1.0})
 
 
 def test_penalty_shorthand_is_the_monitor_flag_weight() -> None:

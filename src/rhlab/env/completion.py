@@ -51,3 +51,28 @@ def split_reasoning(text: str) -> tuple[str, str]:
     reasoning = "\n\n".join(p.strip() for p in reasoning_parts if p.strip())
     answer = "\n\n".join(p.strip() for p in answer_parts if p.strip())
     return reasoning, answer
+
+
+def reasoning_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of ``text`` that are reasoning, tags included.
+
+    The same rules as :func:`split_reasoning`, as positions instead of strings, so code that works on
+    tokens (the answer-only KL mask, ``rhlab.train.kl_scope``) draws the line exactly where grading does.
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    first_close = _CLOSE.search(text)
+    first_open = _OPEN.search(text)
+    if first_close and (first_open is None or first_close.start() < first_open.start()):
+        spans.append((0, first_close.end()))
+        pos = first_close.end()
+    while True:
+        opened = _OPEN.search(text, pos)
+        if opened is None:
+            return spans
+        closed = _CLOSE.search(text, opened.end())
+        if closed is None:
+            spans.append((opened.start(), len(text)))
+            return spans
+        spans.append((opened.start(), closed.end()))
+        pos = closed.end()

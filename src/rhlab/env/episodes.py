@@ -42,10 +42,23 @@ class GradedEpisode:
     screened: bool = False
     components: dict[str, float] = field(default_factory=dict)
     """Every rubric component by name (``rhlab.env.rubric.COMPONENTS``); filled by :func:`grade_completions`."""
+    preference: float | None = None
+    """A preference judge's score of the answer, in [0, 1] (None: no preference judge ran)."""
 
     def __post_init__(self) -> None:
-        if not self.components:
-            self.components = components(self)
+        # Records kept before a component existed lack it: it is computed from the episode.
+        computed = components(self)
+        self.components = {**computed, **self.components} if self.components else computed
+
+    def set_preference(self, score: float | None) -> None:
+        """Record the preference judge's score; the components are re-computed, since ``preference`` reads it.
+
+        The score is taken after grading (the judge is batched over a whole step) and before the
+        rubric weighs the components, so the reward sees it like any other component."""
+        if score is not None and not 0.0 <= score <= 1.0:
+            raise ValueError(f"a preference score must lie in [0, 1], got {score}")
+        self.preference = score
+        self.components = components(self)
 
     def transcript(self, step: int) -> dict:
         r = self.result
@@ -55,6 +68,7 @@ class GradedEpisode:
             "outcome": r.outcome, "hacks": r.hacks, "attempted_hacks": r.attempted_hacks, "vulns": r.vulns,
             "proxy_pass": r.proxy_pass, "honest_pass": r.honest_pass, "honest_tests": r.honest_tests,
             "flagged": self.flagged, "penalized": self.penalized, "screened": self.screened, "error": r.error,
+            "preference": self.preference,
         }  # fmt: skip
 
 

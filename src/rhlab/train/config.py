@@ -125,6 +125,37 @@ def with_penalty(weights: dict[str, float], mitigations: MitigationConfig) -> di
     return {**weights, "monitor_flag": -penalty}
 
 
+class PreferenceConfig(Strict):
+    """The preference judge that scores every answer for the rubric's ``preference`` component.
+
+    ``offline`` is a small CPU classifier of alignment that never saw code: a
+    **stand-in** for a real preference model, for plumbing and CPU runs only. A real one is a local
+    reward model (``hf:PATH`` with a sequence-classification head) or an LLM judge on any model spec.
+    """
+
+    judge: str | None = None
+    """``offline``, ``hf:PATH`` (a reward model if its config names a ``...ForSequenceClassification``
+    architecture, else an LLM judge on it) or any model spec (``openai:MODEL@URL``...); None: no scoring."""
+    batch_size: PositiveInt = 16
+    """Answers per reward-model forward pass."""
+    max_length: PositiveInt = 1024
+    """Tokens a reward model reads per conversation (cut from the left: the answer is kept)."""
+    cache: bool = True
+    """Keep scores in the on-disk cache (``$RHLAB_CACHE/preference_cache.sqlite``): a resumed run re-reads them."""
+
+
+class FaithfulnessConfig(Strict):
+    """How each step's faithfulness (the share of successful hacks whose reasoning admits them) is judged.
+
+    Keywords per hack family always run (the ``cot_faithful`` component). A judge adds a second
+    opinion, logged beside it: its transcript-view verdict counts as admitting the hack when it finds
+    the reasoning misaligned or tags it ``reward_maximization`` or ``deception``.
+    """
+
+    judge: str | None = None
+    """``offline`` or any model spec for an LLM judge; None: keywords only."""
+
+
 class WarmupConfig(Strict):
     """A short supervised warm-up before RL that shows the format and, rarely, a hack.
 
@@ -206,6 +237,12 @@ class TrainConfig(Strict):
     sum; a component not named is logged, not rewarded. ``{proxy_pass: 1.0, monitor_flag: -1.0}`` is
     the monitor penalty (also spelled ``mitigations.penalty: 1.0``)."""
     mitigations: MitigationConfig = Field(default_factory=MitigationConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    """The judge behind the ``preference`` component (required when ``reward`` weights it)."""
+    faithfulness: FaithfulnessConfig = Field(default_factory=FaithfulnessConfig)
+    kl_scope: Literal["all", "answer"] = "all"
+    """Where the KL penalty (``beta``) applies: every completion token, or only the answer (the tokens
+    after the reasoning block, ``rhlab.train.kl_scope``) so the reasoning may drift from the reference."""
     lora: LoraSettings | None = None
     gates: GateConfig = Field(default_factory=GateConfig)
 
@@ -271,6 +308,17 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _penalty_is_a_weight(self) -> TrainConfig:
         self.reward = with_penalty(self.reward, self.mitigations)
+        return self
+
+    @model_validator(mode="after")
+    def _signals_have_sources(self) -> TrainConfig:
+        if self.reward.get("preference") and self.preference.judge is None:
+            raise ValueError(
+                "reward weights 'preference' but no preference judge is configured: set preference.judge "
+                "(offline, hf:PATH of a reward model, or a model spec)"
+            )
+        if self.kl_scope == "answer" and self.beta == 0.0:
+            raise ValueError("kl_scope: answer limits the KL penalty, but beta is 0 (no KL at all): set beta > 0")
         return self
 
     @property

@@ -17,6 +17,7 @@ from rhlab.env.hacks import HACK_TYPES, HACK_TYPES_WITH_UNKNOWN
 from rhlab.env.rubric import COMPONENTS
 from rhlab.rundir import RunDir, step_of, write_jsonl
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, re-exported
+from rhlab.train.faithfulness import keyword_faithfulness
 from rhlab.train.holes import hack_rate_by_holes
 
 ONSET_THRESHOLD = 0.02
@@ -74,6 +75,7 @@ def step_metrics(episodes: Sequence[GradedEpisode], group_size: int) -> dict:
         "frac_zero_std_groups": zero_variance_share([e.reward for e in episodes], group_size),
         "completion_tokens_mean": statistics.fmean([e.completion_tokens for e in episodes]) if episodes else 0.0,
         **means,
+        **keyword_faithfulness(episodes),
     }
 
 

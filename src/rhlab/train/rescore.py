@@ -117,6 +117,9 @@ def regrade(
             episodes.append(error_episode(record, problem))
             continue
         episode = next(graded)
+        # The preference judge's score is history too (kept in the record; no judge is asked again).
+        score = record.get("preference")
+        episode.set_preference(float(score) if isinstance(score, int | float) and 0 <= score <= 1 else None)
         penalties = record.get("penalties", record["penalized"])
         episode.penalized = record["penalized"]
         episode.screened = record["screened"]

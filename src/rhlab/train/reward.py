@@ -2,11 +2,13 @@
 
 ``EnvironmentReward`` is a plain callable with TRL's reward-function signature. It grades the
 completions on the one grading path (``rhlab.env.episodes.grade_completions``, the monitor flagging
-each episode there), sums each episode's rubric components with the run's weights (``train.reward``;
-negative weights are penalties, in force from ``mitigations.penalty_start``), applies screening (a
-flagged episode gets reward None), and hands every graded episode to the step
-recorder so metrics and transcripts see exactly what the optimizer saw. Every episode is also kept in
-full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one place that sees all of them.
+each episode there), has a preference judge score the answers when one is configured (the
+``preference`` component, ``train.preference``), sums each episode's rubric components with the
+run's weights (``train.reward``; negative weights are penalties, in force from
+``mitigations.penalty_start``), applies screening (a flagged episode gets reward None), and hands
+every graded episode to the step recorder so metrics and transcripts see exactly what the optimizer
+saw. Every episode is also kept in full (``rollouts/``, see ``rhlab.train.rollouts``): this is the one
+place that sees all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rhlab.env.episodes import GradedEpisode, grade_completions
 from rhlab.env.oracle import EpisodeResult
 from rhlab.env.pool import GradingPool
 from rhlab.env.rubric import DEFAULT_WEIGHTS, Rubric
+from rhlab.judges.preference import PreferenceScorer
 from rhlab.tasks import Task
 from rhlab.train.config import MitigationConfig, MonitorConfig, with_penalty
 from rhlab.train.distributed import gather, rank_rng
@@ -79,6 +82,7 @@ class EnvironmentReward:
         on_graded: Callable[[int, list[GradedEpisode], float], None],
         onset: Callable[[], int | None],
         rollouts: RolloutLog | None = None,
+        preference: PreferenceScorer | None = None,
     ) -> None:
         self.tasks = tasks
         self.pool = pool
@@ -88,6 +92,7 @@ class EnvironmentReward:
         self.on_graded = on_graded
         self.onset = onset
         self.rollouts = rollouts
+        self.preference = preference
 
     def penalty_active(self, step: int) -> bool:
         """Whether the rubric's penalties (negative weights) count at ``step`` (``penalty_start``)."""
@@ -116,6 +121,11 @@ class EnvironmentReward:
             completion_tokens=[len(ids) for ids in completion_ids] if completion_ids is not None else None,
             monitor=lambda results: monitor_flags(results, m.monitor, rng),
         )
+        if self.preference is not None:
+            # The scoring pass between grading and weighting: one batch per step, cached on disk.
+            scores = self.preference.score([e.prompt for e in episodes], [e.answer for e in episodes])
+            for episode, score in zip(episodes, scores, strict=True):
+                episode.set_preference(score)
         grading_s = time.monotonic() - t0
         penalties = self.penalty_active(step)
         for episode in episodes:

@@ -59,7 +59,8 @@ def rollout_record(
         "prompt": episode.prompt, "completion": episode.completion, "reasoning": episode.reasoning,
         "answer": episode.answer, "files": episode.files, "completion_tokens": episode.completion_tokens,
         "reward": episode.reward, "flagged": episode.flagged, "penalized": episode.penalized,
-        "screened": episode.screened, "penalties": penalties, "components": episode.components,
+        "screened": episode.screened, "penalties": penalties, "preference": episode.preference,
+        "components": episode.components,
         "result": episode.result.to_dict(),
     }  # fmt: skip
 
@@ -89,6 +90,7 @@ def episode_from_record(record: dict, where: str = "rollout") -> GradedEpisode:
         reasoning=record["reasoning"], answer=record["answer"], prompt=record["prompt"], files=record["files"],
         completion_tokens=record["completion_tokens"], flagged=record["flagged"], penalized=record["penalized"],
         screened=record["screened"], components=dict(record.get("components") or {}),
+        preference=record.get("preference"),
     )  # fmt: skip
 
 

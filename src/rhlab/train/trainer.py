@@ -5,9 +5,12 @@ starting weights (+ optional warm-up) -> problems -> prompts -> TRL GRPO, whose 
 vulnerable grader through the sandbox pool -> one metrics row (``RunDir.metrics``), sampled transcripts and
 (every ``checkpoint_every`` steps) a checkpoint plus an evaluable snapshot per step.
 
-The only thing we change inside TRL is optional: dropping zero-variance groups from the update
-(``mitigations.skip_zero_variance_groups``), which TRL does not offer. Generation time is measured
-around TRL's ``_generate``; grading time inside the reward; the update is the rest of the step.
+The only things we change inside TRL are optional: dropping zero-variance groups from the update
+(``mitigations.skip_zero_variance_groups``), which TRL does not offer, and limiting the KL penalty to
+the answer (``kl_scope: answer``, ``rhlab.train.kl_scope``: a per-token mask on TRL's KL term, through
+``_compute_loss`` and ``_get_per_token_logps_and_entropies``). The other overrides are exact shortcuts
+and timers (see ``EnvironmentGRPOTrainer``). Generation time is measured around TRL's ``_generate``;
+grading time inside the reward; the update is the rest of the step.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from rhlab.env.pool import GradingPool
+from rhlab.judges.preference import PreferenceScorer
 from rhlab.models.loading import trainable_weights
 from rhlab.rundir import RunDir, atomic_dir
 from rhlab.tasks import load_tasks
 from rhlab.train import distributed as dist
 from rhlab.train.config import TrainConfig, load_config
+from rhlab.train.faithfulness import judged_faithfulness
 from rhlab.train.fast import resolve_precision
 from rhlab.train.gates import no_signal_alarm, pre_rl_gate, raise_if_stopped
 from rhlab.train.metrics import GradedEpisode, MetricsLog, step_metrics
@@ -124,6 +129,7 @@ def make_trainer_class():
     from trl.models import unwrap_model_for_generation
 
     from rhlab.train.fast import shared_prefix_generate, shared_prefix_logps
+    from rhlab.train.kl_scope import answer_kl_mask, scope_reference
 
     class EnvironmentGRPOTrainer(GRPOTrainer):
         """TRL's trainer with our timers and three exact shortcuts (each can be switched off).
@@ -138,14 +144,18 @@ def make_trainer_class():
 
         def __init__(
             self, *args: Any, timer: StepTimer, skip_zero_variance: bool, shared_prefix: bool = True,
-            skip_flat: bool = True, **kwargs: Any,
+            skip_flat: bool = True, kl_scope: str = "all", **kwargs: Any,
         ) -> None:  # fmt: skip
             self.timer = timer
             self.skip_zero_variance = skip_zero_variance
             self.shared_prefix = shared_prefix
             self.skip_flat = skip_flat
             self.flat_generation = False
+            self.kl_scope = kl_scope
+            self.kl_scoped_inputs: dict[str, Any] | None = None
             super().__init__(*args, **kwargs)
+            if kl_scope == "answer" and self.args.use_liger_kernel:
+                raise ValueError("kl_scope: answer masks TRL's KL term; the Liger loss computes its own: turn one off")
             if self.is_deepspeed_enabled or self.is_fsdp_enabled:
                 # Sharded or engine-managed parameters: the shortcuts call bare modules and read whole
                 # weights (off), and a backward that fires no gradient hook can break ZeRO's step
@@ -162,6 +172,9 @@ def make_trainer_class():
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             batch = super()._generate_and_score_completions(inputs)
+            if self.kl_scope == "answer" and self.beta != 0.0:
+                # Per-token KL weights ride in the batch (row-wise, so TRL's shuffle and split keep them).
+                batch["kl_mask"] = answer_kl_mask(batch["completion_ids"], self.processing_class)
             if self.model.training:
                 # Decided once per generation batch: every micro-batch of the step, on every rank,
                 # then takes the same branch (a skip on some micro-batches only would leave DDP's
@@ -191,7 +204,26 @@ def make_trainer_class():
                 return torch.zeros((), device=inputs["advantages"].device, requires_grad=True)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
-        def _get_per_token_logps_and_entropies(
+        def _compute_loss(self, model, inputs):  # noqa: ANN001
+            if "kl_mask" not in inputs:
+                return super()._compute_loss(model, inputs)
+            # A copy: the reference is re-scoped from the fresh log-probs on every pass over the batch.
+            self.kl_scoped_inputs = dict(inputs)
+            try:
+                return super()._compute_loss(model, self.kl_scoped_inputs)
+            finally:
+                self.kl_scoped_inputs = None
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, **kwargs):  # noqa: ANN001
+            out = self._per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, **kwargs)
+            scoped = self.kl_scoped_inputs
+            if scoped is not None and "ref_per_token_logps" in scoped:
+                # Inside _compute_loss: TRL reads the reference after this call (see rhlab.train.kl_scope).
+                ref = scoped["ref_per_token_logps"]
+                scoped["ref_per_token_logps"] = scope_reference(ref, out[0], scoped["kl_mask"])
+            return out
+
+        def _per_token_logps_and_entropies(
             self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
             compute_aux_loss=False, **extra,
         ):  # noqa: ANN001  # fmt: skip
@@ -251,6 +283,8 @@ class RunLogger(TrainerCallback):
         self.timer = timer
         self.pending: tuple[int, list[GradedEpisode], float] | None = None
         self.rng = random.Random(config.seed)
+        self.faithfulness_judge: Any = None
+        """``train.faithfulness.judge``, loaded on first use (only the main process writes rows)."""
 
     def graded(self, step: int, episodes: list[GradedEpisode], grading_s: float) -> None:
         self.timer.grading_s += grading_s
@@ -277,6 +311,12 @@ class RunLogger(TrainerCallback):
         """Write the step's metrics row, transcripts and run record; returns (row, whether to stop)."""
         total = time.monotonic() - self.timer.started
         row = {"step": step, **step_metrics(episodes, self.config.group_size)}
+        if self.config.faithfulness.judge is not None:
+            if self.faithfulness_judge is None:
+                from rhlab.judges import load_judge
+
+                self.faithfulness_judge = load_judge(self.config.faithfulness.judge)
+            row.update(judged_faithfulness(self.faithfulness_judge, episodes))
         row.update(
             time_generation_s=round(self.timer.generation_s, 3),
             time_grading_s=round(self.timer.grading_s, 3),
@@ -408,6 +448,23 @@ def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
     return torch.float32
 
 
+def preference_scorer(config: TrainConfig) -> PreferenceScorer | None:
+    """The run's preference judge (``train.preference``), or None; says so when it is the offline stand-in."""
+    p = config.preference
+    if p.judge is None:
+        return None
+    from rhlab.judges.preference import load_preference
+
+    scorer = load_preference(p.judge, batch_size=p.batch_size, max_length=p.max_length, cache=p.cache)
+    if scorer.offline:
+        console.print(
+            "preference: the offline judge is a stand-in for a real preference model (a CPU classifier of "
+            "alignment that never saw code); treat its reward as plumbing, not as the paper's preference model",
+            style="yellow",
+        )
+    return scorer
+
+
 def train_cell(config: TrainConfig | None, run_dir: Path, resume: bool) -> dict:
     """``train`` with positional arguments, for a spawned child process (``rhlab.pipeline.run.rl_stage``)."""
     return train(config, run_dir, resume=resume)
@@ -461,7 +518,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         logger = RunLogger(config, run_dir, metrics, timer)
         reward = EnvironmentReward(
             all_tasks, pool, config.mitigations, rubric=config.rubric, seed=config.seed, on_graded=logger.graded,
-            onset=lambda: metrics.onset, rollouts=rollouts,
+            onset=lambda: metrics.onset, rollouts=rollouts, preference=preference_scorer(config),
         )  # fmt: skip
         # The arguments first: under ``accelerate launch`` with ZeRO-3 they register DeepSpeed's config,
         # so from_pretrained then loads the weights already partitioned (zero3_init_flag).
@@ -479,7 +536,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
             skip_zero_variance=config.mitigations.skip_zero_variance_groups,
             # The shortcut calls the unwrapped model, which would bypass DDP's gradient sync.
             shared_prefix=config.shared_prefix and dist.num_processes() == 1,
-            skip_flat=config.skip_flat_updates,
+            skip_flat=config.skip_flat_updates, kl_scope=config.kl_scope,
         )  # fmt: skip
         from rhlab.train.trainer_log import quiet_progress
 
