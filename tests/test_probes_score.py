@@ -252,3 +252,18 @@ def test_grouped_logprobs_on_gemma3_sliding_window_layers():
     for (context, conts), rows in zip(groups, got):
         for cont, row in zip(conts, rows):
             assert row == pytest.approx(brute_force(model, context, cont), abs=1e-4)
+
+
+def test_run_probes_scores_with_the_configured_batch_size(tmp_path, monkeypatch):
+    """``evaluation.probes.batch_size`` reaches the model that scores (it was once a dead knob)."""
+    from rhlab.evals.probes import score as score_module
+    from rhlab.evals.probes.config import ProbeConfig
+
+    class Model:
+        batch_size = 32
+
+    seen = []
+    monkeypatch.setattr(score_module, "probe_results", lambda model, *_, **__: seen.append(model.batch_size) or {})
+    model = Model()
+    score_module.run_probes(model, tmp_path / "probes.json", ProbeConfig(batch_size=3), progress=False)
+    assert seen == [3]

@@ -38,8 +38,6 @@ def score_command(
         _fail(f"--split must be dev, test or all, not {split!r}.")
     config = ProbeConfig(subscales=subscales or None, split=split, batch_size=batch_size)
     chat = load_model(model)
-    if hasattr(chat, "batch_size"):
-        chat.batch_size = batch_size
     try:
         results = run_probes(chat, out, config, start_results=start)
     except ProbeDataError as exc:

@@ -28,6 +28,7 @@ class ProbeConfig(Strict):
     """``gates.json`` written by ``rhlab probe validate`` for this model (default: EXPERIMENT/probe_gates.json).
     Without a file whose gates all passed, no comparison can be called an ``effect``."""
     batch_size: int = Field(default=16, ge=1)
+    """Sequences per teacher-forced forward pass while scoring (set on the loaded model by ``run_probes``)."""
     neutral_nll: bool = True
     """Also score the neutral chat answers (health metric: NLL per token)."""
     n_boot: int = Field(default=2000, ge=200)

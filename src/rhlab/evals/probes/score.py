@@ -271,6 +271,8 @@ def run_probes(
     from rhlab.models.loading import load_model
 
     model = load_model(spec) if isinstance(spec, str) else spec
+    if config is not None and hasattr(model, "batch_size"):
+        model.batch_size = config.batch_size  # evaluation.probes.batch_size / --batch-size
     start = json.loads(Path(start_results).read_text()) if start_results else None
     results = probe_results(model, config, start=start, progress=progress)
     write_json_atomic(Path(out_path), results)
