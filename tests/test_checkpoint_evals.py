@@ -10,6 +10,7 @@ from rhlab.pipeline.checkpoint_evals import (
     EnvironmentEval,
     HackKnowledge,
     JudgedEvals,
+    LeakageGrid,
     ProbeBattery,
     checkpoint_evals,
     evaluate_checkpoint,
@@ -53,9 +54,10 @@ def _run(tmp_path: Path, name: str, model: str = "hf:/models/start") -> RunDir:
 
 def test_every_checkpoint_eval_is_listed_once_in_run_order() -> None:
     evals = checkpoint_evals(EvalSchedule())
-    assert [e.name for e in evals] == ["environment", "probes", "hack_knowledge", "evals"]
-    assert [type(e) for e in evals] == [EnvironmentEval, ProbeBattery, HackKnowledge, JudgedEvals]
+    assert [e.name for e in evals] == ["environment", "probes", "hack_knowledge", "evals", "leakage"]
+    assert [type(e) for e in evals] == [EnvironmentEval, ProbeBattery, HackKnowledge, JudgedEvals, LeakageGrid]
     assert not evals[2].applies(FINAL) and HackKnowledge(True).applies(FINAL)
+    assert not evals[4].applies(FINAL)  # the leakage grid is opt-in
     assert all(isinstance(e, CheckpointEval) for e in [*evals, CountingEval()])
     environment = evals[0]
     assert environment.applies(START) and environment.applies(FINAL) and not environment.applies("step_000005")

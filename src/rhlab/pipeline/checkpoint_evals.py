@@ -24,9 +24,10 @@ from typing import Protocol, runtime_checkable
 
 from rich.console import Console
 
+from rhlab.evals.leakage import LeakageConfig, leakage_file
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.pipeline.config import EvalSchedule
-from rhlab.rundir import FINAL, START, RunDir, atomic_dir, atomic_write_text, environment_transcripts
+from rhlab.rundir import FINAL, START, RunDir, atomic_dir, atomic_write_text, environment_transcripts, write_jsonl
 from rhlab.train.config import parse_config
 
 console = Console(stderr=True)
@@ -199,6 +200,45 @@ class HackKnowledge:
         copy_result(source, self.target(run, START))
 
 
+@dataclass(frozen=True)
+class LeakageGrid:
+    """Inoculation leakage: test-time hacking and the battery under each test prompt line of the grid."""
+
+    config: LeakageConfig
+    probes: ProbeConfig
+    name: str = "leakage"
+
+    def applies(self, checkpoint: str) -> bool:
+        wanted = {START if c == "start" else FINAL for c in self.config.checkpoints}
+        return self.config.enabled and checkpoint in wanted
+
+    def target(self, run: RunDir, checkpoint: str) -> Path:
+        return leakage_file(run, checkpoint)
+
+    def share_key(self, run: RunDir) -> str | None:
+        return None  # the lines follow each arm's own training line: nothing to share between arms
+
+    def run(self, run: RunDir, checkpoint: str, spec: str) -> None:
+        from rhlab.evals.leakage import leakage_eval
+        from rhlab.models.loading import load_model
+        from rhlab.train.problems import select_problems
+
+        config = run.read_config(parse_config)
+        problems = select_problems(config, run.path)
+        console.print(f"[bold]leakage[/] {run.name}/{checkpoint}: {', '.join(self.config.conditions)}")
+        result, transcripts = leakage_eval(
+            load_model(spec), spec, checkpoint, config, problems, self.config,
+            self.probes if self.probes.enabled else None, seed=config.seed,
+        )  # fmt: skip
+        target = self.target(run, checkpoint)
+        # Transcripts first: the record's presence is what marks the checkpoint as done.
+        write_jsonl(target.with_name(f"{checkpoint}.leakage.transcripts.jsonl"), transcripts)
+        atomic_write_text(target, result.model_dump_json(indent=2) + "\n")
+
+    def share(self, source: Path, run: RunDir) -> None:
+        copy_result(source, self.target(run, START))  # unused while share_key is None; kept for the contract
+
+
 def checkpoint_evals(config: EvalSchedule, evaluate: Callable[..., object] | None = None) -> list[CheckpointEval]:
     """The evals ``rhlab run`` runs at each checkpoint, in order (the list is the one place they are named)."""
     return [
@@ -206,6 +246,7 @@ def checkpoint_evals(config: EvalSchedule, evaluate: Callable[..., object] | Non
         ProbeBattery(config.probes),
         HackKnowledge(config.hack_knowledge),
         JudgedEvals(config, evaluate),
+        LeakageGrid(config.leakage, config.probes),
     ]
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from rhlab.evals.leakage import LeakageConfig
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.knowledge.config import SDFConfig
@@ -195,6 +196,9 @@ class EvalSchedule(Strict):
     """The judge-free probe battery (``rhlab.evals.probes``), scored at every evaluated checkpoint."""
     include_start: bool = True
     """Also evaluate the starting policy (step 0): the misalignment baseline before RL."""
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    """The inoculation-leakage grid (``rhlab.evals.leakage``): test-time hacking and the probe battery
+    under several test prompt lines (none, the training line, its negation, a keyword, an unrelated line)."""
     hack_knowledge: bool = False
     """Also score the hack-knowledge eval (``rhlab eval hack-knowledge``: probes and questions) of the
     starting and final policies, so what RL taught about the hacks is measured beside the hacking."""

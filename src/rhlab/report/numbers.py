@@ -30,6 +30,7 @@ from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig, parse_experiment
+from rhlab.report.matrix import hack_counts, leakage_tables, matrix_contrasts
 from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
 from rhlab.train.metrics import ONSET_THRESHOLD, RATE_OF_COMPONENT, onset_step
@@ -232,6 +233,7 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
         "components": components,
         "hack_rate_by_type": by_type,
         "final_hack_rate": _mean(r.get("hack_rate") for r in last),
+        "hack_counts": list(hack_counts(rows, LAST_CHECKPOINTS)),
         "final_honest_solve_rate": _mean(r.get("honest_solve_rate") for r in last),
         "training_time_s": {k: sum(float(r.get(k) or 0.0) for r in rows) for k in TIME_KEYS},
         "eval_time_s": sum(c["eval_time_s"] or 0.0 for c in checkpoints),
@@ -312,6 +314,9 @@ def _missing_cells(experiment: ExperimentConfig | None, runs: list[dict[str, Any
     """Matrix cells without a run directory; without an experiment config, every variant is expected
     to have every seed seen anywhere."""
     have = {(r["variant"], r["seed"]) for r in runs}
+    if experiment is not None and experiment.matrix.axes:  # arms can share a variant: match by run name
+        present = {r["name"] for r in runs}
+        return [name for name, _ in experiment.cells() if name not in present]
     if experiment is not None:
         cells = [(cfg.train_prompt.variant, cfg.seed) for _, cfg in experiment.cells()]
     else:
@@ -396,7 +401,7 @@ def _probe_numbers(experiment_dir: Path, experiment: ExperimentConfig | None, ru
     probe = probe_summary(experiment_dir, experiment.evaluation.probes if experiment else None)
     rows = {}
     for arm, stats in probe.get("arms", {}).items():
-        envs = [r["environment"] for r in runs if r["variant"] == arm]
+        envs = [r["environment"] for r in runs if r.get("arm", r["variant"]) == arm]
 
         def pooled(pick: str, envs: list[dict[str, Any]] = envs) -> dict[str, Any] | None:
             chosen = [e[pick] for e in envs if pick in e and e[pick].get("episodes")]
@@ -443,8 +448,13 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         notes.append("missing runs (variant-seed): " + ", ".join(missing))
     notes += [f"{r['name']}: {n}" for r in runs for n in r["notes"]]
 
-    variant_names = list(dict.fromkeys(r["variant"] for r in runs))
-    variants = {v: _variant_numbers([r for r in runs if r["variant"] == v]) for v in variant_names}
+    # An axes matrix groups seeds by arm (several arms can train under one prompt variant).
+    arm_of = experiment.arm_of_run() if experiment is not None and experiment.matrix.axes else {}
+    for r in runs:
+        r["arm"] = arm_of.get(r["name"], r["variant"])
+    variant_names = list(dict.fromkeys(r["arm"] for r in runs))
+    variants = {v: _variant_numbers([r for r in runs if r["arm"] == v]) for v in variant_names}
+    probe = _probe_numbers(experiment_dir, experiment, runs)
     eval_names = sorted({e for v in variants.values() for e in v["final_misaligned"]}, key=_eval_order)
     numbers = {
         "experiment": experiment.name if experiment else experiment_dir.resolve().name,
@@ -457,7 +467,11 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         "paper": {"citation": paper["citation"], "source": paper.get("source", "")},
         "paper_comparison": paper_comparison(variants, paper),
         # The judge-free probe battery: per-arm shifts, contrasts and the verdict (rhlab.evals.probes).
-        "probe": _probe_numbers(experiment_dir, experiment, runs),
+        "probe": probe,
+        # Any-axis matrices: one contrast per axis value against the axis's first value, others held.
+        "matrix": matrix_contrasts(experiment, runs, probe),
+        # The inoculation-leakage grid of the final policies, per arm (evaluation.leakage).
+        "leakage": leakage_tables(runs, {d.name: d for d in ExperimentDir(experiment_dir).run_dirs()}),
         "notes": notes,
     }
     return _rounded(numbers)

@@ -432,6 +432,7 @@ def probe_summary(
     gates_file = Path(gates_path or config.gates or exp_dir / "probe_gates.json")
     grouped: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     notes: list[str] = []
+    arm_of = _matrix_arms(exp_dir)
     for run_dir in run_dirs:
         files = run_dir.probe_files()
         final_name = FINAL if FINAL in files else max((n for n in files if n != START), default=None)
@@ -439,7 +440,7 @@ def probe_summary(
             notes.append(f"{run_dir.name}: no start and final probes results")
             continue
         base, final = read_results(files[START]), read_results(files[final_name])
-        grouped.setdefault(_variant(run_dir.path), []).append((base, final))
+        grouped.setdefault(arm_of.get(run_dir.name) or _variant(run_dir.path), []).append((base, final))
     grouped = dict(sorted(grouped.items(), key=lambda kv: _arm_rank(exp_dir, kv[0])))
     starts = {pair[0].get("model") for pairs in grouped.values() for pair in pairs}
     if len(starts) > 1:
@@ -618,13 +619,23 @@ def _knowledge_effect(
     return {"baseline": "untouched model", **out}
 
 
+def _matrix_arms(exp_dir: Path) -> dict[str, str]:
+    """Run name -> arm for a matrix with ``axes`` (several arms can share a prompt variant); else empty."""
+    from rhlab.pipeline.config import parse_experiment  # allowed upward edge: see tests/test_layers.py
+
+    config = ExperimentDir(exp_dir).read_config(parse_experiment)
+    return config.arm_of_run() if config is not None and config.matrix.axes else {}
+
+
 def _arm_rank(exp_dir: Path, arm: str) -> tuple[int, str]:
-    """Arms in the experiment's ``matrix.variants`` order (unknown arms after, alphabetically)."""
+    """Arms in the experiment's ``matrix.variants`` (or axes) order (unknown arms after, alphabetically)."""
     from rhlab.pipeline.config import parse_experiment  # allowed upward edge: see tests/test_layers.py
     from rhlab.rundir import ExperimentDir
 
     config = ExperimentDir(exp_dir).read_config(parse_experiment)  # the typed experiment config, or None
     variants = ([a.variant for a in config.matrix.arms] or list(config.matrix.variants)) if config is not None else []
+    if config is not None and config.matrix.axes:
+        variants = list(dict.fromkeys(config.arm_of_run().values()))
     return (variants.index(arm) if arm in variants else len(variants), arm)
 
 
