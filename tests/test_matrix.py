@@ -151,7 +151,7 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
             },
             "evaluation": {
                 "evals": ["betley"], "environment_samples": 1,
-                "probes": {"subscales": ["broad"], "neutral_nll": False, "n_boot": 200},
+                "probes": {"subscales": ["broad"], "split": "dev", "neutral_nll": False, "n_boot": 200},
                 "leakage": {"enabled": True, "samples": 1},
             },
         }
