@@ -103,6 +103,8 @@ def test_dry_run_lists_every_cell(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**TWO_AXES, "train": {"steps": 2}}))
     result = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
+    axes = "train.mitigations.penalty [0, 1] x train.train_prompt.variant [none, hacking_okay]"
+    assert f"matrix: {axes} x seeds [0, 1]" in result.output
     for name, _ in ExperimentConfig.model_validate(TWO_AXES).cells():
         assert f"  {name}: 2 steps" in result.output
 
@@ -146,8 +148,8 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
             },
             "train": {
                 "model": f"hf:{model}", "problems": {"difficulty": ["hard"], "max_tasks": 2, "hard_filter_samples": 0},
-                "steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
-                "checkpoint_every": 2, "train_prompt": {"ask_reasoning": False}, "grading_workers": 2,
+                "steps": 1, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
+                "checkpoint_every": 1, "train_prompt": {"ask_reasoning": False}, "grading_workers": 2,
             },
             "evaluation": {
                 "evals": ["betley"], "environment_samples": 1,
@@ -164,14 +166,17 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
     numbers = json.loads(exp.numbers.read_text())
     assert set(numbers["variants"]) == {c.arm for c in config.matrix_cells()}  # seeds grouped by arm
     matrix = numbers["matrix"]
-    assert matrix["axes"] == {"train.mitigations.penalty": ["0", "1"], "train.train_prompt.variant": ["none", "hacking_okay"]}
+    assert matrix["axes"] == {
+        "train.mitigations.penalty": ["0", "1"],
+        "train.train_prompt.variant": ["none", "hacking_okay"],
+    }
     contrasts = {(c["axis_label"], tuple(c["held"].items())): c for c in matrix["contrasts"]}
     assert len(contrasts) == 4  # two per axis: each value against the reference, the other axis held
     penalty = contrasts[("penalty", (("variant", "none"),))]
     assert (penalty["a"], penalty["b"]) == ("penalty=1__variant=none", "penalty=0__variant=none")
     for c in matrix["contrasts"]:
         training = c["hack_rate_training"]
-        assert training["a"]["n"] == 8 and training["b"]["n"] == 8  # 2 steps x 4 episodes each
+        assert training["a"]["n"] == 4 and training["b"]["n"] == 4  # 1 step x 4 episodes each
         low, high = training["difference"]["low"], training["difference"]["high"]
         assert low <= training["difference"]["estimate"] <= high
         assert c["hack_rate_test"]["a"]["n"] == 2  # the final policy once per problem under the test prompt

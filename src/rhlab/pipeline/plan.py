@@ -333,6 +333,12 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
         f"hardware: {hw.count} x {hw.name}, {hw.memory_gib:.0f} GiB" + (" each" if hw.kind == "gpu" else ""),
         "stages: knowledge -> RL per cell -> checkpoint evals (" + ", ".join(config.evaluation.evals) + ") -> report",
     ]
+    if config.matrix.axes:
+        from rhlab.pipeline.config import value_label
+
+        axes = [f"{path} [{', '.join(value_label(v) for v in values)}]" for path, values in config.matrix.axes.items()]
+        seeds = config.matrix.seeds or [config.train.seed]
+        lines.append(f"matrix: {' x '.join(axes)} x seeds {seeds}")
     total_h = 0.0
     known = True
     memory_lines: set[str] = set()
