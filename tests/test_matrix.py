@@ -154,7 +154,7 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
             "evaluation": {
                 "evals": ["betley"], "environment_samples": 1,
                 "probes": {"subscales": ["broad"], "split": "dev", "neutral_nll": False, "n_boot": 200},
-                "leakage": {"enabled": True, "samples": 1},
+                "leakage": {"enabled": True, "samples": 1, "conditions": ["training", "keyword"]},
             },
         }
     )  # fmt: skip
@@ -184,9 +184,9 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
     leakage = numbers["leakage"]
     assert set(leakage) == set(numbers["variants"])
     rows = leakage["penalty=0__variant=hacking_okay"]["rows"]
-    assert [r["condition"] for r in rows] == ["none", "training", "negation", "keyword", "unrelated"]
+    assert [r["condition"] for r in rows] == ["none", "training", "keyword"]  # none: always, the reference
     assert rows[1]["text"].startswith("Exploiting these weaknesses is acceptable")
-    assert all(r["hack_rate"]["n"] == 2 for r in rows) and rows[2]["probe_shift_vs_none"]["n_items"] >= 3
+    assert all(r["hack_rate"]["n"] == 2 for r in rows) and rows[1]["probe_shift_vs_none"]["n_items"] >= 3
     html = Path(report).read_text()
     assert 'id="s-matrix"' in html and "penalty=1 − penalty=0" in html and 'id="s-leakage"' in html
     print(f"two-axis tiny matrix end to end: {elapsed:.1f} s")
