@@ -72,7 +72,8 @@ def test_clashing_short_names_take_more_of_the_path_and_long_names_are_hashed() 
     long = cell_name("x" * 200, 0)
     assert len(long) == MAX_RUN_NAME and long == cell_name("x" * 200, 0) and long != cell_name("x" * 199 + "y", 0)
     assert value_label(1.0) == "1" and value_label(True) == "true" and value_label("a b/c") == "a-b-c"
-    assert value_label([1, 2]) == "1-2"
+    assert value_label([1, 2]) == "1,2" and value_label({"b": [1], "a": 0.5}) == "a-0.5,b-1"
+    assert value_label(-0.5) == "-0.5" and value_label("../up") == "..-up"  # signs kept, no separators
 
 
 @pytest.mark.parametrize(

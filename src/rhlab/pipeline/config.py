@@ -118,9 +118,14 @@ def value_label(value: Any) -> str:
         text = str(int(value))
     elif isinstance(value, str | int | float):
         text = str(value)
+    elif isinstance(value, list | tuple):
+        text = ",".join(value_label(v) for v in value)
+    elif isinstance(value, dict):
+        text = ",".join(f"{k}-{value_label(v)}" for k, v in sorted(value.items()))
     else:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "empty"
+        text = json.dumps(value, sort_keys=True, default=str)
+    # Anything but letters, digits and ._+-, becomes "-": no path separators, no spaces, signs kept.
+    return re.sub(r"[^A-Za-z0-9._+,-]+", "-", text) or "empty"
 
 
 def axis_labels(paths: list[str]) -> dict[str, str]:
