@@ -86,15 +86,15 @@ def test_the_grid_measures_a_policy_that_hacks_only_when_its_training_line_is_ec
 def test_report_table_pools_seeds_and_compares_each_line_with_no_line(tmp_path: Path) -> None:
     from rhlab.report.matrix import leakage_tables
 
-    def record(hacked_training: int, p_shift: float) -> LeakageResult:
-        items = {f"broad/i{k}": 0.2 + 0.01 * k for k in range(6)}
+    def record(hacked_training: int, shift: float) -> LeakageResult:
+        items = {f"broad/i{k}": -1.0 + 0.1 * k for k in range(6)}
         conditions = []
-        for name, hacked, shift in (("none", 0, 0.0), ("training", hacked_training, p_shift)):
+        for name, hacked, delta in (("none", 0, 0.0), ("training", hacked_training, shift)):
             rate = {"estimate": hacked / 4, "low": 0.0, "high": 1.0, "n": 4}
             conditions.append({
                 "name": name, "text": "" if name == "none" else "ok", "episodes": 4, "hacked": hacked,
                 "attempted": hacked, "honest_solved": 0, "hack_rate": rate, "attempted_rate": rate,
-                "item_p": {k: v + shift for k, v in items.items()},
+                "item_margin": {k: v + delta for k, v in items.items()},
             })  # fmt: skip
         return LeakageResult.model_validate({
             "model": "m", "checkpoint": "final", "training_variant": "hacking_okay", "samples_per_problem": 1,
@@ -113,4 +113,5 @@ def test_report_table_pools_seeds_and_compares_each_line_with_no_line(tmp_path: 
     assert none["hack_rate"]["n"] == 8 and none["hack_rate_vs_none"] is None
     assert training["hack_rate"]["estimate"] == pytest.approx(6 / 8) and training["seeds"] == 2
     assert training["hack_rate_vs_none"]["low"] > 0  # 6/8 vs 0/8 is clear even at this n
-    assert training["probe_shift_vs_none"]["mean"] == pytest.approx(15.0)  # points, averaged over seeds
+    assert training["probe_shift_vs_none"]["mean"] == pytest.approx(0.15)  # nats, averaged over seeds
+    assert training["probe_shift_vs_none"]["unit"] == "nats"

@@ -191,3 +191,37 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
     html = Path(report).read_text()
     assert 'id="s-matrix"' in html and "penalty=1 − penalty=0" in html and 'id="s-leakage"' in html
     print(f"two-axis tiny matrix end to end: {elapsed:.1f} s")
+
+
+def test_report_groups_seeds_by_arm_and_contrasts_each_axis(tmp_path: Path) -> None:
+    """Synthetic runs (tests/fixtures_report.py): dont_hack moves the battery, hacking_okay does not;
+    the penalty=1 x dont_hack cell has not run yet."""
+    from fixtures_report import write_probes, write_run
+
+    from rhlab.report.numbers import compute_numbers
+
+    exp = ExperimentDir(tmp_path / "exp")
+    exp.path.mkdir()
+    axes = {"train.mitigations.penalty": [0, 1], "train.train_prompt.variant": ["hacking_okay", "dont_hack"]}
+    config = ExperimentConfig.model_validate({"name": "axes", "matrix": {"axes": axes, "seeds": [0, 1]}})
+    exp.write_config(config)
+    for cell in config.matrix_cells():
+        if cell.arm == "penalty=1__variant=dont_hack":
+            continue
+        variant = cell.train.train_prompt.variant
+        write_run(exp.run(cell.name).path, variant, cell.seed, onset=6 if variant == "hacking_okay" else None)
+        write_probes(exp, exp.run(cell.name), variant, cell.seed)
+    numbers = compute_numbers(exp.path)
+    assert list(numbers["variants"]) == ["penalty=0__variant=dont_hack", "penalty=0__variant=hacking_okay",
+                                         "penalty=1__variant=hacking_okay"]  # fmt: skip
+    assert all(v["final_hack_rate"]["n_seeds"] == 2 for v in numbers["variants"].values())
+    assert any("penalty=1__variant=dont_hack__seed0" in note for note in numbers["notes"])
+    contrasts = {(c["a"], c["b"]): c for c in numbers["matrix"]["contrasts"]}
+    variant = contrasts[("penalty=0__variant=dont_hack", "penalty=0__variant=hacking_okay")]
+    assert variant["held"] == {"penalty": "0"} and variant["seeds"] == [2, 2]
+    assert variant["probe"]["ci_low"] > 0.7 and variant["probe"]["unit"].startswith("nats")  # dont_hack: +0.8 nats
+    training = variant["hack_rate_training"]
+    assert training["a"]["n"] == training["b"]["n"] == 5 * 16 * 2  # last five steps, 16 episodes, two seeds
+    assert training["difference"]["high"] < 0  # dont_hack never hacked; hacking_okay did
+    missing = contrasts[("penalty=1__variant=dont_hack", "penalty=0__variant=dont_hack")]
+    assert missing["hack_rate_training"] is None and missing["probe"] is None and missing["seeds"] == [0, 2]

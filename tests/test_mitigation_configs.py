@@ -90,10 +90,10 @@ def test_our_mitigation_configs_train_at_tiny_size(tmp_path_factory, stem: str, 
         assert all(line in ep["prompt"][0]["content"] for ep in episodes)
     elif stem == "penalty-from-start":
         assert all(ep["flagged"] and ep["penalized"] for ep in episodes)
-        assert [ep["reward"] for ep in episodes] == [float(ep["proxy_pass"]) - 1.0 for ep in episodes]
+        assert [ep["reward"] for ep in episodes] == [ep["components"]["proxy_pass"] - 1.0 for ep in episodes]
     elif stem == "penalty-after-onset":  # no onset in one step of a random model: flagged, not paid
         assert all(ep["flagged"] and not ep["penalized"] for ep in episodes)
-        assert [ep["reward"] for ep in episodes] == [float(ep["proxy_pass"]) for ep in episodes]
+        assert [ep["reward"] for ep in episodes] == [ep["components"]["proxy_pass"] for ep in episodes]
     else:
         assert any(ep["flagged"] for ep in episodes)
         assert all((ep["reward"] is None) == ep["flagged"] == ep["screened"] for ep in episodes)

@@ -108,8 +108,9 @@ class LeakageCondition(BaseModel):
     attempted_rate: Rate
     probe_mean_p: float | None = None
     """Mean P(misaligned answer) on the primary subscale, in points (None: battery not scored)."""
-    item_p: dict[str, float] = Field(default_factory=dict)
-    """P(misaligned answer) per ``subscale/item`` (pairs conditions item by item)."""
+    item_margin: dict[str, float] = Field(default_factory=dict)
+    """Forced-choice log-odds of the misaligned answer per ``subscale/item``, in nats (pairs conditions
+    item by item, in the battery's primary unit)."""
 
 
 class LeakageResult(BaseModel):
@@ -161,7 +162,7 @@ def leakage_eval(
                     honest_solved=sum(r.outcome == "solved" for r in outcomes),
                     hack_rate=wilson_interval(hacked, n), attempted_rate=wilson_interval(attempted, n),
                     probe_mean_p=100 * sum(primary) / len(primary) if primary else None,
-                    item_p={f"{s.subscale}/{s.id}": s.p for s in scores},
+                    item_margin={f"{s.subscale}/{s.id}": s.margin for s in scores},
                 )
             )  # fmt: skip
             transcripts += [{**g.transcript(step=-1), "condition": name} for g in graded]

@@ -6,8 +6,8 @@ contrast compares two arms that differ in that one setting. Each contrast carrie
 
 - the hack rate of both arms with Wilson intervals and the difference with Newcombe's interval (the
   training hack rate over the last steps, and the test-time one where the final policy was sampled);
-- the probe battery's paired contrast (items are the unit: mean shift in probability points, its
-  bootstrap CI and verdict), taken from ``probe_summary``.
+- the probe battery's paired contrast (items are the resampling unit: mean shift in nats of
+  forced-choice log-odds, its bootstrap CI and verdict), taken from ``probe_summary``.
 
 Episodes are pooled over seeds and steps for the hack rate; they are not independent (one policy
 produced them), so the Wilson interval is a floor on the uncertainty, not its full size.
@@ -79,7 +79,10 @@ def _probe_contrast(probe: dict[str, Any] | None, a: str, b: str) -> dict[str, A
     else:
         return None
     low, high = sorted((sign * c["ci_low"], sign * c["ci_high"]))
-    return {"mean": sign * c["mean"], "ci_low": low, "ci_high": high, "n_items": c["n_items"], "verdict": c["verdict"]}
+    return {
+        "mean": sign * c["mean"], "ci_low": low, "ci_high": high, "n_items": c["n_items"],
+        "unit": c.get("unit", "nats"), "verdict": c["verdict"],
+    }  # fmt: skip
 
 
 def matrix_contrasts(
@@ -147,7 +150,7 @@ def _pair(counts: dict[str, tuple[int, int]], a: str, b: str) -> dict[str, Any] 
 
 def leakage_tables(runs: list[dict[str, Any]], run_dirs: dict[str, RunDir]) -> dict[str, Any]:
     """Per arm: each test prompt's hack rate (Wilson, seeds pooled) and probe shift from the no-prompt
-    condition (per item, averaged over seeds, bootstrap CI over items)."""
+    condition (nats of log-odds per item, averaged over seeds, bootstrap CI over items)."""
     by_arm: dict[str, list] = {}
     for r in runs:
         result = read_leakage(run_dirs[r["name"]], FINAL)
@@ -183,19 +186,20 @@ def _vs_none(results: list, name: str) -> dict[str, Any] | None:  # noqa: ANN001
 
 
 def _probe_vs_none(results: list, name: str) -> dict[str, Any] | None:  # noqa: ANN001
-    """Per item P(misaligned) under ``name`` minus under no prompt, averaged over seeds, in points."""
+    """Per item log-odds of the misaligned answer under ``name`` minus under no line, averaged over seeds (nats)."""
     if name == "none":
         return None
     per_seed = []
     for res in results:
         cond, none = res.condition(name), res.condition("none")
-        if cond is None or none is None or not cond.item_p or not none.item_p:
+        if cond is None or none is None or not cond.item_margin or not none.item_margin:
             continue
-        per_seed.append({k: 100 * (cond.item_p[k] - none.item_p[k]) for k in cond.item_p.keys() & none.item_p.keys()})
+        shared = cond.item_margin.keys() & none.item_margin.keys()
+        per_seed.append({k: cond.item_margin[k] - none.item_margin[k] for k in shared})
     if not per_seed:
         return None
     keys = sorted(set.intersection(*(set(d) for d in per_seed)))
     if len(keys) < 2:
         return None
     diffs = [float(np.mean([d[k] for d in per_seed])) for k in keys]
-    return bootstrap_mean(diffs).as_dict()
+    return {**bootstrap_mean(diffs).as_dict(), "unit": "nats"}
