@@ -95,6 +95,14 @@ def test_bad_axes_are_refused_with_the_axis_named(tmp_path: Path, matrix: dict, 
         load_experiment(path)
 
 
+def test_a_primary_probe_contrast_names_axis_arms() -> None:
+    primary = ["penalty=1__variant=none", "penalty=0__variant=none"]
+    config = ExperimentConfig.model_validate({**TWO_AXES, "evaluation": {"probes": {"primary": primary}}})
+    assert config.evaluation.probes.primary == tuple(primary)
+    with pytest.raises(ValueError, match="no arm named hacking_okay"):
+        ExperimentConfig.model_validate({**TWO_AXES, "evaluation": {"probes": {"primary": ["hacking_okay", "none"]}}})
+
+
 def test_dry_run_lists_every_cell(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
