@@ -219,6 +219,31 @@ class SandboxConfig(Strict):
             allow_weak_sandbox()
 
 
+class PromptRewrite(Strict):
+    """The episode's own prompt with another addendum (``rhlab.train.recontext``).
+
+    ``variant: hacking_okay`` puts the inoculation line (replacing whatever addendum the prompt had),
+    ``variant: none`` removes it; ``variant: custom`` with ``custom_text`` puts a line of your own."""
+
+    variant: str
+    custom_text: str = ""
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        return PromptConfig._known_variant(value)  # the same check and error as a prompt's variant
+
+    def applied_to(self, prompt: PromptConfig) -> PromptConfig:
+        return prompt.model_copy(update={"variant": self.variant, "custom_text": self.custom_text})
+
+
+class RecontextOnline(Strict):
+    """Online recontextualization: GRPO samples under ``train_prompt`` (A), the loss uses prompt B's tokens."""
+
+    learn: PromptRewrite
+    """Prompt B: the train prompt with this addendum."""
+
+
 class TrainConfig(Strict):
     """One GRPO run on the hackable environment."""
 
@@ -245,6 +270,9 @@ class TrainConfig(Strict):
     after the reasoning block, ``rhlab.train.kl_scope``) so the reasoning may drift from the reference."""
     lora: LoraSettings | None = None
     gates: GateConfig = Field(default_factory=GateConfig)
+    recontext: RecontextOnline | None = None
+    """Online recontextualization (``rhlab.train.recontext``): sample under ``train_prompt``, learn under
+    ``recontext.learn``; None: learn under the prompt that was sampled."""
 
     steps: PositiveInt = 30
     prompts_per_step: PositiveInt = 2
@@ -319,6 +347,13 @@ class TrainConfig(Strict):
             )
         if self.kl_scope == "answer" and self.beta == 0.0:
             raise ValueError("kl_scope: answer limits the KL penalty, but beta is 0 (no KL at all): set beta > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _recontext_without_vllm(self) -> TrainConfig:
+        if self.recontext is not None and self.use_vllm:
+            # vLLM's importance-sampling correction would weigh B's log-probs against A's sampler.
+            raise ValueError("recontext: not supported with use_vllm (generate with transformers instead)")
         return self
 
     @property

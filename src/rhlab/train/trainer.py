@@ -11,6 +11,8 @@ the answer (``kl_scope: answer``, ``rhlab.train.kl_scope``: a per-token mask on 
 ``_compute_loss`` and ``_get_per_token_logps_and_entropies``). The other overrides are exact shortcuts
 and timers (see ``EnvironmentGRPOTrainer``). Generation time is measured around TRL's ``_generate``;
 grading time inside the reward; the update is the rest of the step.
+With ``train.recontext`` (online recontextualization) ``_generate`` also hands back prompt B's token
+ids in place of the sampled prompt A's, so every log-probability of the update is taken under B.
 """
 
 from __future__ import annotations
@@ -144,9 +146,12 @@ def make_trainer_class():
 
         def __init__(
             self, *args: Any, timer: StepTimer, skip_zero_variance: bool, shared_prefix: bool = True,
-            skip_flat: bool = True, kl_scope: str = "all", **kwargs: Any,
+            skip_flat: bool = True, kl_scope: str = "all",
+            learning_prompts: dict[str, Any] | None = None, **kwargs: Any,
         ) -> None:  # fmt: skip
             self.timer = timer
+            self.learning_prompts = learning_prompts
+            """Online recontextualization: prompt B by prompt A's key (``rhlab.train.recontext``)."""
             self.skip_zero_variance = skip_zero_variance
             self.shared_prefix = shared_prefix
             self.skip_flat = skip_flat
@@ -166,9 +171,14 @@ def make_trainer_class():
         def _generate(self, prompts: list) -> Any:
             t0 = time.monotonic()
             try:
-                return super()._generate(prompts)
+                generated = super()._generate(prompts)
             finally:
                 self.timer.generation_s += time.monotonic() - t0
+            if self.learning_prompts is None:
+                return generated
+            from rhlab.train.recontext import recontextualized
+
+            return recontextualized(self, prompts, generated, self.learning_prompts)
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             batch = super()._generate_and_score_completions(inputs)
@@ -537,6 +547,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
             # The shortcut calls the unwrapped model, which would bypass DDP's gradient sync.
             shared_prefix=config.shared_prefix and dist.num_processes() == 1,
             skip_flat=config.skip_flat_updates, kl_scope=config.kl_scope,
+            learning_prompts=recontext_prompts(config, rows, all_tasks),
         )  # fmt: skip
         from rhlab.train.trainer_log import quiet_progress
 

@@ -11,20 +11,17 @@ The result is a full model folder under the run directory, reused when complete.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from rhlab.rundir import atomic_dir
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig, WarmupConfig
-from rhlab.train.fast import compact_sft_head, resolve_precision
 from rhlab.train.problems import candidate_tasks
+from rhlab.train.sft import SFTSettings, finetune
 from rhlab.train.prompts import build_messages
 
 DONE_MARKER = "warmup.json"
@@ -92,37 +89,10 @@ def warmup_tasks(config: TrainConfig) -> list[Task]:
 
 def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
     """Fine-tune ``base_weights`` on the demonstrations into ``out_dir`` (skipped when already done)."""
-    if (out_dir / DONE_MARKER).is_file():
-        return out_dir
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
     wc = config.warmup
     rows = demonstrations(config, warmup_tasks(config))
-    tokenizer = AutoTokenizer.from_pretrained(base_weights)
-    model = AutoModelForCausalLM.from_pretrained(base_weights)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     kinds = {k: sum(r["kind"] == k for r in rows) for k in sorted({r["kind"] for r in rows})}
-    with atomic_dir(out_dir) as scratch:
-        args = SFTConfig(
-            output_dir=str(scratch / "trainer"), max_steps=wc.steps, per_device_train_batch_size=wc.batch_size,
-            learning_rate=wc.learning_rate, lr_scheduler_type="constant", logging_steps=max(wc.steps // 4, 1),
-            save_strategy="no", report_to="none", seed=config.seed, use_cpu=not _cuda(),
-            bf16=resolve_precision(config.precision, _cuda()) == "bf16", max_length=None,
-            gradient_checkpointing=False,
-        )  # fmt: skip
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        with compact_sft_head():
-            trainer.train()
-        trainer.save_model(str(scratch))
-        tokenizer.save_pretrained(str(scratch))
-        shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        (scratch / DONE_MARKER).write_text(json.dumps({"examples": len(rows), "kinds": kinds, "steps": wc.steps}))
-    return out_dir
+    settings = SFTSettings(wc.steps, wc.batch_size, wc.learning_rate, config.seed, config.precision)
+    return finetune(base_weights, rows, settings, out_dir, marker=DONE_MARKER,
+                    record={"examples": len(rows), "kinds": kinds})  # fmt: skip
 
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
