@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -25,6 +25,8 @@ from rhlab.knowledge.config import SDFConfig
 from rhlab.rundir import run_name
 from rhlab.strict import ConfigError, Strict, apply_sets, format_errors, parse, read_yaml_mapping
 from rhlab.train.config import SandboxConfig, TrainConfig, parse_config
+from rhlab.train.distill import FilterDistillConfig
+from rhlab.train.recontext import RecontextOfflineConfig
 from rhlab.train.prompts import variants
 
 
@@ -224,6 +226,10 @@ class EvalSchedule(Strict):
         return value
 
 
+AfterRLStage = Annotated[FilterDistillConfig | RecontextOfflineConfig, Field(discriminator="kind")]
+"""One after-RL mitigation stage, told apart by ``kind``."""
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     description: str = ""
@@ -239,6 +245,17 @@ class ExperimentConfig(Strict):
     evaluation: EvalSchedule = Field(default_factory=EvalSchedule)
     _test_describe_explicit: bool = PrivateAttr(default=False)
     """Whether ``train.test_prompt.describe_hacks`` was written (a ``knowledge`` axis then leaves it alone)."""
+    after_rl: list[AfterRLStage] = Field(default_factory=list)
+    """Mitigations applied after RL to every run (``docs/mitigations-after-rl.md``): each writes a run
+    directory ``after_rl/<name>/<run>/`` evaluated with the same checkpoint evals as RL."""
+
+    @field_validator("after_rl")
+    @classmethod
+    def _distinct_stage_names(cls, value: list[AfterRLStage]) -> list[AfterRLStage]:
+        names = [stage.name for stage in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"after_rl: each stage needs its own name (its directory): {names}")
+        return value
 
     @model_validator(mode="after")
     def _knowledge_decides_the_hack_description(self) -> ExperimentConfig:

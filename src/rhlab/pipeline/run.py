@@ -10,7 +10,10 @@ same command again after an interruption finishes the experiment without redoing
 3. evals      ``EXP/runs/<cell>/evals/<checkpoint>/`` - one directory per evaluated checkpoint,
               swapped in whole when its evaluation finished; the start and final policies are also
               sampled on the environment under the test prompt (``evals/<checkpoint>.environment.json``)
-4. report     ``EXP/report/`` - rebuilt from the files above every time (cheap, deterministic)
+4. after RL  ``EXP/after_rl/<stage>/<cell>/`` - mitigations applied to each finished run (``after_rl:``;
+              filter-and-distill, offline recontextualization, safety training), each laid out as a
+              run directory and evaluated like one (its start, then its final policy)
+5. report     ``EXP/report/`` - rebuilt from the files above every time (cheap, deterministic)
 """
 
 from __future__ import annotations
@@ -139,6 +142,39 @@ def share_start_evals(run_dirs: list[Path]) -> None:
     share_start_results(checkpoint_evals(EvalSchedule()), [RunDir(p) for p in run_dirs])
 
 
+def after_rl_dir(exp: ExperimentDir, stage: str, cell: str) -> RunDir:
+    return RunDir(exp.path / "after_rl" / stage / cell)
+
+
+def after_rl_stage(config: ExperimentConfig, exp: ExperimentDir, teacher: RunDir,
+                   evaluate: Callable[..., object] | None = None) -> None:  # fmt: skip
+    """Every ``after_rl`` stage on one finished RL run, then its checkpoint evals (both resumable)."""
+    info = teacher.read_info()
+    if info is None or info.status != "complete":
+        console.print(f"[bold]after RL[/] {teacher.name}: the run is not complete, skipped")
+        return
+    for stage in config.after_rl:
+        out = after_rl_dir(exp, stage.name, teacher.name)
+        console.print(f"[bold]after RL[/] {stage.name} on {teacher.name}")
+        record = run_after_rl(stage, teacher, out)
+        counts = record.get("counts")
+        if counts:
+            console.print(f"  kept {counts.get('kept', 0)}, dropped {counts.get('dropped', 0)}", highlight=False)
+        share_start_evals([teacher.path, out.path])
+        evals_stage(config, out.path, evaluate=evaluate)
+
+
+def run_after_rl(stage: object, teacher: RunDir, out: RunDir) -> dict:
+    from rhlab.train.distill import FilterDistillConfig, run_filter_distill
+    from rhlab.train.recontext import RecontextOfflineConfig, run_recontext_offline
+
+    if isinstance(stage, FilterDistillConfig):
+        return run_filter_distill(stage, teacher, out)
+    if isinstance(stage, RecontextOfflineConfig):
+        return run_recontext_offline(stage, teacher, out)
+    raise TypeError(f"after_rl: no runner for {type(stage).__name__}")
+
+
 def run_experiment(
     config: ExperimentConfig,
     exp_dir: Path,
@@ -168,6 +204,8 @@ def run_experiment(
         rl_stage(name, cell, run.path, own_process=cell_processes)
         dist.main_only(share_start_evals, [*run_dirs, run.path])
         dist.main_only(evals_stage, config, run.path, evaluate=evaluate)
+        if config.after_rl:
+            dist.main_only(dist.single_process, after_rl_stage, config, exp, run, evaluate)
         run_dirs.append(run.path)
     if not build_report:
         return exp.path
