@@ -73,10 +73,10 @@ def fake_results(model: str) -> RunResults:
 
 
 def fake_evaluate(calls: list[str]):  # noqa: ANN201
-    """A stand-in for ``run_evals`` that records which checkpoint of which run it was asked for."""
+    """A stand-in for ``run_evals`` that records which policy it was asked to evaluate."""
 
     def evaluate(eval_config, *, out_dir: Path, log) -> RunResults:  # noqa: ANN001
-        calls.append(f"{out_dir.parent.parent.name}/{out_dir.name.removesuffix('.tmp')}")
+        calls.append(eval_config.model)
         out_dir.mkdir(parents=True)
         atomic_write_text(EvalDir(out_dir).results, fake_results(eval_config.model).model_dump_json())
         return fake_results(eval_config.model)

@@ -76,7 +76,7 @@ def test_filter_distill_end_to_end_resumes_and_is_evaluated_against_its_own_star
     assert student.read_info().status == "complete"
     assert (student.final_snapshot / "model.safetensors").is_file()
     # Evaluated like an RL run: its start (shared with the teacher's, same policy) and its final policy.
-    assert f"{student.name}/{FINAL}" in calls and f"{student.name}/{START}" not in calls
+    assert calls == [model, f"hf:{student.final_snapshot}"]  # the teacher's start, then the student
     assert student.eval_dir(START).complete() and student.eval_dir(FINAL).complete()
     # The probe battery of the final policy is scored against the stage's own start.
     assert "kl_forced_choice_from_start" in json.loads(student.probes(FINAL).read_text())["health"]
