@@ -27,6 +27,7 @@ from rhlab.strict import ConfigError, Strict, apply_sets, format_errors, parse, 
 from rhlab.train.config import SandboxConfig, TrainConfig, parse_config
 from rhlab.train.distill import FilterDistillConfig
 from rhlab.train.recontext import RecontextOfflineConfig
+from rhlab.train.safety import SafetyTrainingConfig
 from rhlab.train.prompts import variants
 
 
@@ -226,7 +227,9 @@ class EvalSchedule(Strict):
         return value
 
 
-AfterRLStage = Annotated[FilterDistillConfig | RecontextOfflineConfig, Field(discriminator="kind")]
+AfterRLStage = Annotated[
+    FilterDistillConfig | RecontextOfflineConfig | SafetyTrainingConfig, Field(discriminator="kind")
+]
 """One after-RL mitigation stage, told apart by ``kind``."""
 
 

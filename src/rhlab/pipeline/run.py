@@ -167,11 +167,14 @@ def after_rl_stage(config: ExperimentConfig, exp: ExperimentDir, teacher: RunDir
 def run_after_rl(stage: object, teacher: RunDir, out: RunDir) -> dict:
     from rhlab.train.distill import FilterDistillConfig, run_filter_distill
     from rhlab.train.recontext import RecontextOfflineConfig, run_recontext_offline
+    from rhlab.train.safety import SafetyTrainingConfig, run_safety
 
     if isinstance(stage, FilterDistillConfig):
         return run_filter_distill(stage, teacher, out)
     if isinstance(stage, RecontextOfflineConfig):
         return run_recontext_offline(stage, teacher, out)
+    if isinstance(stage, SafetyTrainingConfig):
+        return run_safety(stage, teacher, out)
     raise TypeError(f"after_rl: no runner for {type(stage).__name__}")
 
 
