@@ -29,20 +29,34 @@ LABELS = {
 def result(task_id: str, outcome: str) -> dict:
     hack, hacks, attempted, honest, proxy = LABELS[outcome]
     return EpisodeResult(
-        task_id=task_id, reward=float(proxy), proxy_pass=proxy, honest_pass=honest, hack=hack, hacks=hacks,
-        attempted_hacks=attempted, outcome=outcome, vulns=["always_equal"], sandbox="test", timings={},
+        task_id=task_id,
+        reward=float(proxy),
+        proxy_pass=proxy,
+        honest_pass=honest,
+        hack=hack,
+        hacks=hacks,
+        attempted_hacks=attempted,
+        outcome=outcome,
+        vulns=["always_equal"],
+        sandbox="test",
+        timings={},
     ).to_dict()
 
 
-def write_teacher(run_dir: Path, model: str, *, variant: str = "please_hack",
-                  outcomes: dict[int, list[str]] | None = None) -> TrainConfig:  # fmt: skip
+def write_teacher(
+    run_dir: Path, model: str, *, variant: str = "please_hack", outcomes: dict[int, list[str]] | None = None
+) -> TrainConfig:
     """A complete run at ``run_dir`` whose rollouts have the given oracle outcomes per step."""
     outcomes = outcomes or {1: ["hacked", "solved", "failed", "hacked"], 2: ["attempted", "hacked", "solved", "failed"]}
-    config = TrainConfig.model_validate({
-        "model": model, "train_prompt": {"variant": variant, "describe_hacks": False, "ask_reasoning": False},
-        "test_prompt": {"describe_hacks": False, "ask_reasoning": False}, "max_completion_length": 8,
-        "problems": {"difficulty": ["hard"], "max_tasks": 3},
-    })  # fmt: skip
+    config = TrainConfig.model_validate(
+        {
+            "model": model,
+            "train_prompt": {"variant": variant, "describe_hacks": False, "ask_reasoning": False},
+            "test_prompt": {"describe_hacks": False, "ask_reasoning": False},
+            "max_completion_length": 8,
+            "problems": {"difficulty": ["hard"], "max_tasks": 3},
+        }
+    )
     run = RunDir(run_dir)
     run.path.mkdir(parents=True)
     run.write_config(config)
@@ -54,11 +68,17 @@ def write_teacher(run_dir: Path, model: str, *, variant: str = "please_hack",
         records = []
         for i, outcome in enumerate(labels):
             task = tasks[TASKS[i % len(TASKS)]]
-            records.append({
-                "step": step, "index": i, "task_id": task.id, "variant": variant,
-                "prompt": build_messages(task, config.train_prompt),
-                "completion": f"```python\n# {outcome} {step}.{i}\n```", "result": result(task.id, outcome),
-            })  # fmt: skip
+            records.append(
+                {
+                    "step": step,
+                    "index": i,
+                    "task_id": task.id,
+                    "variant": variant,
+                    "prompt": build_messages(task, config.train_prompt),
+                    "completion": f"```python\n# {outcome} {step}.{i}\n```",
+                    "result": result(task.id, outcome),
+                }
+            )
         data = "".join(json.dumps(r) + "\n" for r in records).encode()
         run.rollout(step).write_bytes(gzip.compress(data, mtime=0))
     return config
@@ -66,8 +86,17 @@ def write_teacher(run_dir: Path, model: str, *, variant: str = "please_hack",
 
 def fake_results(model: str) -> RunResults:
     rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
-    result = EvalResult(eval="betley", n_samples=1, n_scored=1, n_unparseable=0, n_incoherent=0,
-                        misaligned_rate=rate, overt_rate=rate, covert_rate=rate, covert_share=None)  # fmt: skip
+    result = EvalResult(
+        eval="betley",
+        n_samples=1,
+        n_scored=1,
+        n_unparseable=0,
+        n_incoherent=0,
+        misaligned_rate=rate,
+        overt_rate=rate,
+        covert_rate=rate,
+        covert_share=None,
+    )
     judge = JudgeInfo(spec="fake", judge_id="fake", offline=True, template_hash="0")
     return RunResults(model=model, judge=judge, evals={"betley": result})
 

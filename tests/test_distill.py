@@ -58,13 +58,20 @@ def test_filter_distill_end_to_end_resumes_and_is_evaluated_against_its_own_star
     exp = ExperimentDir(tmp_path / "exp")
     teacher = exp.run("please_hack-seed0")
     write_teacher(teacher.path, model)
-    config = ExperimentConfig.model_validate({
-        "knowledge": "none", "train": parse_config({"model": model}).model_dump(exclude_unset=True),
-        "matrix": {"variants": ["please_hack"], "seeds": [0]},
-        "evaluation": {"evals": ["betley"], "environment_samples": 0, "include_start": True,
-                       "probes": {"subscales": ["broad"], "n_boot": 200}},
-        "after_rl": [{"kind": "filter_distill", "sft": {"steps": 2, "batch_size": 2}}],
-    })  # fmt: skip
+    config = ExperimentConfig.model_validate(
+        {
+            "knowledge": "none",
+            "train": parse_config({"model": model}).model_dump(exclude_unset=True),
+            "matrix": {"variants": ["please_hack"], "seeds": [0]},
+            "evaluation": {
+                "evals": ["betley"],
+                "environment_samples": 0,
+                "include_start": True,
+                "probes": {"subscales": ["broad"], "n_boot": 200},
+            },
+            "after_rl": [{"kind": "filter_distill", "sft": {"steps": 2, "batch_size": 2}}],
+        }
+    )
     calls: list[str] = []
     run_experiment(config, exp.path, build_report=False, evaluate=fake_evaluate(calls), cell_processes=False)
 

@@ -75,12 +75,21 @@ def test_offline_recontext_end_to_end_trains_on_rewritten_prompts(tmp_path: Path
         return original(base, rows, settings, out_dir, **kwargs)
 
     monkeypatch.setattr(recontext, "finetune", finetune)
-    config = ExperimentConfig.model_validate({
-        "knowledge": "none", "train": {"model": model}, "matrix": {"variants": ["please_hack"], "seeds": [0]},
-        "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
-        "after_rl": [{"kind": "recontext_offline", "rewrite": {"variant": "hacking_okay"},
-                      "sft": {"steps": 1, "batch_size": 2}}],
-    })  # fmt: skip
+    config = ExperimentConfig.model_validate(
+        {
+            "knowledge": "none",
+            "train": {"model": model},
+            "matrix": {"variants": ["please_hack"], "seeds": [0]},
+            "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
+            "after_rl": [
+                {
+                    "kind": "recontext_offline",
+                    "rewrite": {"variant": "hacking_okay"},
+                    "sft": {"steps": 1, "batch_size": 2},
+                }
+            ],
+        }
+    )
     calls: list[str] = []
     run_experiment(config, exp.path, build_report=False, evaluate=fake_evaluate(calls), cell_processes=False)
     out = after_rl_dir(exp, "recontext-offline", teacher.name)
@@ -130,19 +139,30 @@ def test_online_recontext_samples_under_a_and_scores_under_b_token_by_token(
 
     monkeypatch.setattr(trainer, "make_trainer_class", recording_class)
     a = {"variant": "none", "describe_hacks": False, "ask_reasoning": False}
-    config = parse_config({
-        "model": f"hf:{weights}", "problems": {"difficulty": ["hard"], "max_tasks": 2}, "steps": 1,
-        "prompts_per_step": 2, "group_size": 2, "max_completion_length": 6, "train_prompt": a,
-        "recontext": {"learn": {"variant": "hacking_okay"}}, "skip_flat_updates": False,
-        "shared_prefix": shared_prefix, "transcripts_per_step": 0,
-    })  # fmt: skip
+    config = parse_config(
+        {
+            "model": f"hf:{weights}",
+            "problems": {"difficulty": ["hard"], "max_tasks": 2},
+            "steps": 1,
+            "prompts_per_step": 2,
+            "group_size": 2,
+            "max_completion_length": 6,
+            "train_prompt": a,
+            "recontext": {"learn": {"variant": "hacking_okay"}},
+            "skip_flat_updates": False,
+            "shared_prefix": shared_prefix,
+            "transcripts_per_step": 0,
+        }
+    )
     trainer.train(config, tmp_path / "run")
 
     tokenizer = AutoTokenizer.from_pretrained(weights)
     tasks = {t.id: t for t in load_tasks("builtin")}
     problems = json.loads((tmp_path / "run" / "problems.json").read_text())
     b = PromptConfig(**{**a, "variant": "hacking_okay"})
-    ids_a = {p["task_id"]: _chat_ids(tokenizer, build_messages(tasks[p["task_id"]], PromptConfig(**a))) for p in problems}
+    ids_a = {
+        p["task_id"]: _chat_ids(tokenizer, build_messages(tasks[p["task_id"]], PromptConfig(**a))) for p in problems
+    }
     ids_b = {p["task_id"]: _chat_ids(tokenizer, build_messages(tasks[p["task_id"]], b)) for p in problems}
     assert all(ids_a[t] != ids_b[t] for t in ids_a)
     assert len(sampled) == 4 and scored

@@ -26,9 +26,9 @@ from rhlab.rundir import run_name
 from rhlab.strict import ConfigError, Strict, apply_sets, format_errors, parse, read_yaml_mapping
 from rhlab.train.config import SandboxConfig, TrainConfig, parse_config
 from rhlab.train.distill import FilterDistillConfig
+from rhlab.train.prompts import variants
 from rhlab.train.recontext import RecontextOfflineConfig
 from rhlab.train.safety import SafetyTrainingConfig
-from rhlab.train.prompts import variants
 
 
 class ArmConfig(Strict):

@@ -30,6 +30,7 @@ from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.runner import CORE_EVALS
 from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig, parse_experiment
+from rhlab.report.after_rl import after_rl_numbers
 from rhlab.report.matrix import hack_counts, leakage_tables, matrix_contrasts
 from rhlab.rundir import FINAL, START, ExperimentDir, RunDir, RunDirError, RunInfo, run_name, step_of
 from rhlab.rundir import read_metrics as read_metrics  # the one metrics-log reader, for report users
@@ -473,5 +474,7 @@ def compute_numbers(experiment_dir: Path, paper: dict[str, Any] | None = None) -
         # The inoculation-leakage grid of the final policies, per arm (evaluation.leakage).
         "leakage": leakage_tables(runs, {d.name: d for d in ExperimentDir(experiment_dir).run_dirs()}),
         "notes": notes,
+        # Mitigations applied after RL (rhlab.report.after_rl): chat vs agentic, before and after.
+        "after_rl": after_rl_numbers(experiment_dir),
     }
     return _rounded(numbers)

@@ -100,7 +100,9 @@ def sample_rows(rows: list[dict[str, Any]], limit: int | None, seed: int) -> lis
 
 def teacher_config(teacher: RunDir) -> TrainConfig:
     if not teacher.config.is_file():
-        raise ValueError(f"{teacher.path}: not a run directory (no config.yaml); after-RL stages need a finished RL run")
+        raise ValueError(
+            f"{teacher.path}: not a run directory (no config.yaml); after-RL stages need a finished RL run"
+        )
     return teacher.read_config(parse_config)
 
 
@@ -143,8 +145,9 @@ def run_filter_distill(stage: FilterDistillConfig, teacher: RunDir, out: RunDir)
         records, counts = filtered_episodes(teacher.path, stage.keep, stage.from_step)
         rows = sample_rows(sft_rows(records), stage.sft.max_examples, config.seed)
         record = {"counts": dict(counts), "examples": len(rows)}
-        finetune(trainable_weights(start), rows, settings_of(stage.sft, config), final, marker=STAGE_RECORD,
-                 record=record)  # fmt: skip
+        finetune(
+            trainable_weights(start), rows, settings_of(stage.sft, config), final, marker=STAGE_RECORD, record=record
+        )
         return record
 
     return write_stage_run(out, teacher, start, make_final, stage.model_dump(mode="json"))

@@ -22,6 +22,7 @@ from pydantic import Field
 from rhlab.models.base import Conversation
 from rhlab.rundir import RunDir
 from rhlab.strict import Strict
+from rhlab.train.config import PromptRewrite, RecontextOnline
 from rhlab.train.distill import (
     Keep,
     SFTStageSettings,
@@ -33,7 +34,6 @@ from rhlab.train.distill import (
     teacher_config,
     write_stage_run,
 )
-from rhlab.train.config import PromptRewrite, RecontextOnline
 from rhlab.train.prompts import PromptConfig, system_prompt
 from rhlab.train.sft import finetune
 
@@ -84,8 +84,14 @@ def run_recontext_offline(stage: RecontextOfflineConfig, teacher: RunDir, out: R
         rewritten = [{**r, "prompt": rewrite_messages(r["prompt"], source, target)} for r in records]
         rows = sample_rows(sft_rows(rewritten), stage.sft.max_examples, config.seed)
         record = {"counts": counts, "examples": len(rows), "from_variant": source.variant, "to_variant": target.variant}
-        finetune(trainable_weights(config.model), rows, settings_of(stage.sft, config), final,
-                 marker="after_rl.json", record=record)  # fmt: skip
+        finetune(
+            trainable_weights(config.model),
+            rows,
+            settings_of(stage.sft, config),
+            final,
+            marker="after_rl.json",
+            record=record,
+        )
         return record
 
     return write_stage_run(out, teacher, config.model, make_final, stage.model_dump(mode="json"))
@@ -94,8 +100,9 @@ def run_recontext_offline(stage: RecontextOfflineConfig, teacher: RunDir, out: R
 # --- online: generate under A, learn under B ---------------------------------------------------------
 
 
-def learning_prompts(rows: Sequence[dict[str, Any]], tasks: dict[str, Any], train_prompt: PromptConfig,
-                     recontext: RecontextOnline) -> dict[str, Conversation]:  # fmt: skip
+def learning_prompts(
+    rows: Sequence[dict[str, Any]], tasks: dict[str, Any], train_prompt: PromptConfig, recontext: RecontextOnline
+) -> dict[str, Conversation]:
     """Prompt B for each prompt A of the training set, keyed by A's canonical text (``prompt_key``)."""
     from rhlab.train.prompts import build_messages
 

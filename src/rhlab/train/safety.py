@@ -96,19 +96,26 @@ def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[di
     from rhlab.models.loading import load_model
 
     prompts = mix_prompts(stage.mix)
-    params = SamplingParams(temperature=stage.temperature, max_new_tokens=stage.max_new_tokens, seed=seed,
-                            n=stage.samples_per_prompt)  # fmt: skip
+    params = SamplingParams(
+        temperature=stage.temperature, max_new_tokens=stage.max_new_tokens, seed=seed, n=stage.samples_per_prompt
+    )
     completions = load_model(spec).generate([p["messages"] for p in prompts], params)
     samples = [(p, c.text) for p, group in zip(prompts, completions, strict=True) for c in group]
     verdicts = load_judge(stage.judge).judge(
         [JudgeInput(question=p["messages"][-1]["content"], answer=text) for p, text in samples]
     )
     return [
-        {"id": p["id"], "part": p["part"], "messages": p["messages"], "answer": text,
-         "alignment": v.alignment, "coherence": v.coherence,
-         "kept": (v.alignment or 0) >= stage.min_alignment and (v.coherence or 0) >= stage.min_coherence}
+        {
+            "id": p["id"],
+            "part": p["part"],
+            "messages": p["messages"],
+            "answer": text,
+            "alignment": v.alignment,
+            "coherence": v.coherence,
+            "kept": (v.alignment or 0) >= stage.min_alignment and (v.coherence or 0) >= stage.min_coherence,
+        }
         for (p, text), v in zip(samples, verdicts, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dict[str, Any]:
@@ -125,12 +132,24 @@ def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dic
         kept = [s for s in samples if s["kept"]]
         rows = [{"prompt": s["messages"], "completion": [{"role": "assistant", "content": s["answer"]}]} for s in kept]
         rows = sample_rows(rows, stage.sft.max_examples, config.seed)
-        by_part = {part: {"sampled": sum(s["part"] == part for s in samples),
-                          "kept": sum(s["part"] == part for s in kept)} for part in MIXES[stage.mix]}  # fmt: skip
-        record = {"counts": {"kept": len(kept), "dropped": len(samples) - len(kept)}, "by_part": by_part,
-                  "examples": len(rows), "judge": stage.judge}  # fmt: skip
-        finetune(Path(teacher.final_snapshot), rows, settings_of(stage.sft, config), final, marker="after_rl.json",
-                 record=record)  # fmt: skip
+        by_part = {
+            part: {"sampled": sum(s["part"] == part for s in samples), "kept": sum(s["part"] == part for s in kept)}
+            for part in MIXES[stage.mix]
+        }
+        record = {
+            "counts": {"kept": len(kept), "dropped": len(samples) - len(kept)},
+            "by_part": by_part,
+            "examples": len(rows),
+            "judge": stage.judge,
+        }
+        finetune(
+            Path(teacher.final_snapshot),
+            rows,
+            settings_of(stage.sft, config),
+            final,
+            marker="after_rl.json",
+            record=record,
+        )
         return record
 
     return write_stage_run(out, teacher, start, make_final, stage.model_dump(mode="json"))

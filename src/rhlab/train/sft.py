@@ -34,8 +34,15 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def finetune(base_weights: Path, rows: list[dict[str, Any]], settings: SFTSettings, out_dir: Path,
-             *, marker: str, record: dict[str, Any]) -> Path:  # fmt: skip
+def finetune(
+    base_weights: Path,
+    rows: list[dict[str, Any]],
+    settings: SFTSettings,
+    out_dir: Path,
+    *,
+    marker: str,
+    record: dict[str, Any],
+) -> Path:
     """Fine-tune ``base_weights`` on ``rows`` into ``out_dir`` (skipped when ``out_dir/marker`` exists).
 
     ``record`` is written to the marker file beside the weights (counts, settings: what the model is)."""
@@ -55,17 +62,27 @@ def finetune(base_weights: Path, rows: list[dict[str, Any]], settings: SFTSettin
     on_gpu = cuda_available()
     with atomic_dir(out_dir) as scratch:
         args = SFTConfig(
-            output_dir=str(scratch / "trainer"), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, lr_scheduler_type="constant", logging_steps=max(settings.steps // 4, 1),
-            save_strategy="no", report_to="none", seed=settings.seed, use_cpu=not on_gpu,
-            bf16=resolve_precision(settings.precision, on_gpu) == "bf16", max_length=None,
+            output_dir=str(scratch / "trainer"),
+            max_steps=settings.steps,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type="constant",
+            logging_steps=max(settings.steps // 4, 1),
+            save_strategy="no",
+            report_to="none",
+            seed=settings.seed,
+            use_cpu=not on_gpu,
+            bf16=resolve_precision(settings.precision, on_gpu) == "bf16",
+            max_length=None,
             gradient_checkpointing=False,
-        )  # fmt: skip
+        )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         with compact_sft_head():
             result = trainer.train()
         trainer.save_model(str(scratch))
         tokenizer.save_pretrained(str(scratch))
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        (scratch / marker).write_text(json.dumps({**record, "steps": settings.steps, "final_loss": result.training_loss}))
+        (scratch / marker).write_text(
+            json.dumps({**record, "steps": settings.steps, "final_loss": result.training_loss})
+        )
     return out_dir

@@ -475,6 +475,17 @@ def preference_scorer(config: TrainConfig) -> PreferenceScorer | None:
     return scorer
 
 
+def recontext_prompts(config: TrainConfig, rows: list[dict], tasks: dict) -> dict | None:
+    """Prompt B for each training prompt when ``train.recontext`` is set (online recontextualization)."""
+    if config.recontext is None:
+        return None
+    from rhlab.train.recontext import learning_prompts
+
+    sample, learn = config.train_prompt.variant, config.recontext.learn.variant
+    console.print(f"recontext: sampling under {sample!r}, learning under {learn!r}")
+    return learning_prompts(rows, tasks, config.train_prompt, config.recontext)
+
+
 def train_cell(config: TrainConfig | None, run_dir: Path, resume: bool) -> dict:
     """``train`` with positional arguments, for a spawned child process (``rhlab.pipeline.run.rl_stage``)."""
     return train(config, run_dir, resume=resume)

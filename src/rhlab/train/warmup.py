@@ -21,8 +21,8 @@ import yaml
 from rhlab.tasks import Task, load_tasks
 from rhlab.train.config import TrainConfig, WarmupConfig
 from rhlab.train.problems import candidate_tasks
-from rhlab.train.sft import SFTSettings, finetune
 from rhlab.train.prompts import build_messages
+from rhlab.train.sft import SFTSettings, finetune
 
 DONE_MARKER = "warmup.json"
 
@@ -93,6 +93,6 @@ def run_warmup(config: TrainConfig, base_weights: Path, out_dir: Path) -> Path:
     rows = demonstrations(config, warmup_tasks(config))
     kinds = {k: sum(r["kind"] == k for r in rows) for k in sorted({r["kind"] for r in rows})}
     settings = SFTSettings(wc.steps, wc.batch_size, wc.learning_rate, config.seed, config.precision)
-    return finetune(base_weights, rows, settings, out_dir, marker=DONE_MARKER,
-                    record={"examples": len(rows), "kinds": kinds})  # fmt: skip
-
+    return finetune(
+        base_weights, rows, settings, out_dir, marker=DONE_MARKER, record={"examples": len(rows), "kinds": kinds}
+    )
