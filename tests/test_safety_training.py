@@ -162,7 +162,8 @@ def test_the_difference_interval_contains_the_estimate_and_is_within_bounds() ->
     b = {"estimate": 0.5, "low": 0.35, "high": 0.65}
     a = {"estimate": 0.1, "low": 0.04, "high": 0.23}
     d = difference(b, a)
-    assert -1 <= d["low"] < d["estimate"] == pytest.approx(-0.4) < d["high"] < 0
+    assert d["estimate"] == pytest.approx(-0.4)
+    assert -1 <= d["low"] < d["estimate"] < d["high"] < 0
 
 
 # --- end to end ------------------------------------------------------------------------------------
