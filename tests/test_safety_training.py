@@ -199,7 +199,6 @@ def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path:
             ],
         }
     )
-    exp.path.mkdir()
     out = after_rl_dir(exp, "safety", teacher.name)
     calls: list[str] = []
 
