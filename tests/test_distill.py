@@ -45,9 +45,13 @@ def test_after_rl_stage_names_must_differ() -> None:
         ExperimentConfig.model_validate({"after_rl": [{"kind": "distil"}]})
 
 
-def test_the_shipped_config_validates() -> None:
+def test_the_shipped_config_validates_and_its_plan_lists_the_stage() -> None:
+    from rhlab.pipeline.plan import Hardware, plan_text
+
     config = load_experiment(CONFIGS / "filter-distill.yaml")
     assert [s.kind for s in config.after_rl] == ["filter_distill"]
+    cpu = Hardware("cpu", "2-core CPU", 1, 16.0, 1e11, 0.0)
+    assert "after RL: filter-distill (filter_distill)" in plan_text(config, cpu)
 
 
 @pytest.mark.slow

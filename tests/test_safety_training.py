@@ -172,6 +172,7 @@ def test_the_difference_interval_contains_the_estimate_and_is_within_bounds() ->
 @pytest.mark.slow
 def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path: Path) -> None:
     from rhlab.models.testing import tiny_test_model
+    from rhlab.report.html import render_html
     from rhlab.report.numbers import compute_numbers
 
     weights = tiny_test_model(tmp_path / "tiny")
@@ -218,6 +219,10 @@ def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path:
     assert record["start"] == f"hf:{teacher.final_snapshot}" and record["judge"] == "offline"
     assert calls[-2:] == [f"hf:{teacher.final_snapshot}", f"hf:{out.final_snapshot}"]
     exp.write_config(config)
-    (row,) = compute_numbers(exp.path)["after_rl"]
+    numbers = compute_numbers(exp.path)
+    (row,) = numbers["after_rl"]
     assert row["stage"] == "safety" and row["chat"]["improves"] and not row["agentic"]["improves"]
     assert row["context_dependent_misalignment"] is True
+    page = render_html(numbers, exp.path, {})
+    section = page[page.index('id="s-after-rl"') : page.index('id="s-checkpoints"')]
+    assert "please_hack-seed0" in section and "<b>improves</b>" in section and "<b>yes</b>" in section

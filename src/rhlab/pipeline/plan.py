@@ -370,4 +370,6 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
         total_h += est.total_h
     if known:
         lines.append(f"total RL time ~{_duration(total_h)}, evals extra")
+    for stage in config.after_rl:  # each finished run is then treated (docs/mitigations-after-rl.md)
+        lines.append(f"after RL: {stage.name} ({stage.kind}), one per run, then its start and final are evaluated")
     return "\n".join(lines)
