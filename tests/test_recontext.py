@@ -47,6 +47,8 @@ def test_the_rewrite_refuses_an_episode_from_another_prompt() -> None:
 def test_online_recontext_config_is_checked() -> None:
     with pytest.raises(ValueError, match="unknown prompt variant 'okay'"):
         parse_config({"recontext": {"learn": {"variant": "okay"}}})
+    with pytest.raises(ValueError, match="nothing to recontextualize"):
+        parse_config({"train_prompt": {"variant": "please_hack"}, "recontext": {"learn": {"variant": "please_hack"}}})
     with pytest.raises(ValueError, match="not supported with use_vllm"):
         parse_config({"recontext": {"learn": {"variant": "hacking_okay"}}, "use_vllm": True})
 

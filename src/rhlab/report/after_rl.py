@@ -77,11 +77,11 @@ def _results(run: RunDir, checkpoint: str) -> RunResults | None:
     return read_eval_results(evaluated) if evaluated.complete() else None
 
 
-def stage_numbers(run: RunDir) -> dict[str, Any]:
+def stage_numbers(run: RunDir, teacher: RunDir) -> dict[str, Any]:
+    """One stage on one run; ``teacher`` is the RL run it started from (its final rates are shown beside)."""
     record = read_json_object(run.path / STAGE_RECORD)
     before, after = _results(run, START), _results(run, FINAL)
     chat, agentic = contrast(before, after, CHAT_EVALS), contrast(before, after, SCENARIO_EVALS)
-    teacher = RunDir(Path(record["teacher"]))
     teacher_final = _results(teacher, FINAL) if teacher.path.is_dir() else None
     return {
         "stage": run.path.parent.name,
@@ -109,7 +109,8 @@ def after_rl_numbers(experiment_dir: Path) -> list[dict[str, Any]]:
         for run_dir in sorted(p for p in stage_dir.iterdir() if p.is_dir() and not p.name.endswith(".tmp")):
             if (run_dir / STAGE_RECORD).is_file():
                 try:
-                    rows.append(stage_numbers(RunDir(run_dir)))
+                    teacher = RunDir(Path(experiment_dir) / "runs" / run_dir.name)  # found even if the experiment moved
+                    rows.append(stage_numbers(RunDir(run_dir), teacher))
                 except (RunDirError, ValueError, KeyError) as exc:
                     rows.append({"stage": stage_dir.name, "run": run_dir.name, "error": str(exc)})
     return rows

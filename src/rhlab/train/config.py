@@ -354,6 +354,8 @@ class TrainConfig(Strict):
         if self.recontext is not None and self.use_vllm:
             # vLLM's importance-sampling correction would weigh B's log-probs against A's sampler.
             raise ValueError("recontext: not supported with use_vllm (generate with transformers instead)")
+        if self.recontext is not None and self.recontext.learn.applied_to(self.train_prompt) == self.train_prompt:
+            raise ValueError("recontext.learn: the same prompt as train_prompt, so there is nothing to recontextualize")
         return self
 
     @property

@@ -24,6 +24,7 @@ from rhlab.rundir import RunDir
 from rhlab.strict import Strict
 from rhlab.train.config import PromptRewrite, RecontextOnline
 from rhlab.train.distill import (
+    STAGE_RECORD,
     Keep,
     SFTStageSettings,
     filtered_episodes,
@@ -89,7 +90,7 @@ def run_recontext_offline(stage: RecontextOfflineConfig, teacher: RunDir, out: R
             rows,
             settings_of(stage.sft, config),
             final,
-            marker="after_rl.json",
+            marker=STAGE_RECORD,
             record=record,
         )
         return record

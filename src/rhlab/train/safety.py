@@ -29,7 +29,14 @@ from pydantic import Field, PositiveInt, model_validator
 from rhlab.models.base import Conversation
 from rhlab.rundir import RunDir
 from rhlab.strict import Strict
-from rhlab.train.distill import SFTStageSettings, sample_rows, settings_of, teacher_config, write_stage_run
+from rhlab.train.distill import (
+    STAGE_RECORD,
+    SFTStageSettings,
+    sample_rows,
+    settings_of,
+    teacher_config,
+    write_stage_run,
+)
 from rhlab.train.sft import finetune
 
 MIXES: dict[str, tuple[str, ...]] = {"chat": ("chat",), "targeted": ("chat", "agentic", "dilemmas")}
@@ -147,7 +154,7 @@ def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dic
             rows,
             settings_of(stage.sft, config),
             final,
-            marker="after_rl.json",
+            marker=STAGE_RECORD,
             record=record,
         )
         return record
