@@ -71,7 +71,7 @@ def test_filter_distill_end_to_end_resumes_and_is_evaluated_against_its_own_star
                 "evals": ["betley"],
                 "environment_samples": 0,
                 "include_start": True,
-                "probes": {"subscales": ["broad"], "n_boot": 200},
+                "probes": {"subscales": ["broad"], "split": "dev", "neutral_nll": False, "n_boot": 200},
             },
             "after_rl": [{"kind": "filter_distill", "sft": {"steps": 2, "batch_size": 2}}],
         }
