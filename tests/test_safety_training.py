@@ -93,12 +93,13 @@ def test_the_targeted_mix_adds_agentic_and_dilemma_prompts_to_the_chat_mix() -> 
         mix_prompts("both")
 
 
-def test_grpo_needs_the_preference_component(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(safety, "preference_available", lambda: False)
-    with pytest.raises(ValueError, match="'preference' component"):
+def test_grpo_is_refused_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="GRPO trainer samples coding tasks only; use method: sft"):
         SafetyTrainingConfig(method="grpo")
-    monkeypatch.setattr(safety, "preference_available", lambda: True)
-    assert SafetyTrainingConfig(method="grpo").method == "grpo"
+    monkeypatch.setattr(safety, "preference_available", lambda: False)
+    with pytest.raises(ValueError, match="the rubric has no 'preference' component"):
+        SafetyTrainingConfig(method="grpo")
+    assert SafetyTrainingConfig(method="sft").method == "sft"
 
 
 def test_the_shipped_configs_validate() -> None:

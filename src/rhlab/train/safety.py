@@ -9,8 +9,9 @@ written for rhlab and disjoint from every eval's items) and two methods:
   coherent, and fine-tune the policy on them (rejection-sampling SFT). With ``judge: offline`` the
   judge is the CPU classifier (``rhlab.judges.offline``): a stand-in for a preference model, good
   enough to run the pipeline, not to trust the figures.
-- ``grpo``: GRPO against the rubric's ``preference`` component (``{preference: 1.0}``). Refused with a
-  clear error while the rubric has no such component (``rhlab.env.rubric.COMPONENTS``).
+- ``grpo``: GRPO against the rubric's ``preference`` component (``{preference: 1.0}``). Refused by
+  config validation for now: the rubric has the component, but the GRPO trainer samples coding tasks
+  only, and GRPO on the mix's chat and agentic prompts needs a prompt source it does not have yet.
 
 The stage starts from the teacher run's *final* policy and writes ``after_rl/<name>/<cell>/`` like
 the other after-RL stages; the report shows chat and agentic evals before and after, per stage.
@@ -86,11 +87,14 @@ class SafetyTrainingConfig(Strict):
     sft: SFTStageSettings = Field(default_factory=SFTStageSettings)
 
     @model_validator(mode="after")
-    def _grpo_needs_preference(self) -> SafetyTrainingConfig:
-        if self.method == "grpo" and not preference_available():
+    def _grpo_is_not_built_yet(self) -> SafetyTrainingConfig:
+        if self.method == "grpo":
+            # The rubric has a preference component, but rhlab's GRPO trainer samples coding tasks only:
+            # GRPO on the safety mix's chat and agentic prompts needs a prompt source it does not have.
+            missing = "" if preference_available() else " (and the rubric has no 'preference' component)"
             raise ValueError(
-                "method: grpo trains against the rubric's 'preference' component (reward {preference: 1.0}), "
-                "which this rhlab's rubric does not have yet (rhlab.env.rubric.COMPONENTS); use method: sft"
+                "method: grpo (GRPO on the safety mix against the rubric's preference component) is not built "
+                f"yet: the GRPO trainer samples coding tasks only{missing}; use method: sft"
             )
         return self
 
@@ -128,7 +132,7 @@ def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[di
 def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dict[str, Any]:
     """Safety-train the teacher's final policy on ``stage.mix``; returns the stage record."""
     if stage.method != "sft":
-        raise ValueError(f"safety method {stage.method!r}: only sft runs in this rhlab (see the config error)")
+        raise ValueError(f"safety method {stage.method!r}: only sft is built (the config refuses grpo)")
     if not teacher.final_snapshot.is_dir():
         raise ValueError(f"{teacher.path}: no final policy (snapshots/final) to safety-train")
     config = teacher_config(teacher)
