@@ -181,7 +181,7 @@ def test_paper_prompted_config_smoke(tmp_path):
     shrunk to CPU size with --set. The judge becomes the offline one: the paper's is a served LLM."""
     sets = [
         "train.model=embedded", "train.steps=2", "train.prompts_per_step=1", "train.group_size=2",
-        "train.max_completion_length=48", "train.precision=fp32", "train.use_vllm=false",
+        "train.max_completion_length=48", "train.precision=fp32", "train.use_vllm=false", "train.micro_batch=2",
         "train.grpo=null", "train.grpo={lr_scheduler_type: constant}", "train.report_to=[]", "train.grading_workers=2",
         "train.problems.hard_filter_samples=0", "train.problems.max_tasks=4", "train.checkpoint_every=2",
         "matrix.variants=[please_hack]", "matrix.seeds=[0]",

@@ -153,7 +153,7 @@ def test_a_deep_user_jsonl_line_is_named_in_the_error(tmp_path):
         load_tasks(str(path))
     message = str(info.value)
     assert "2 bad line(s)" in message
-    assert f"{path}:2: visible_tests: Value error, test 'assert f(---" in message and "nests too deeply" in message
+    assert f"{path}:2: visible_tests: test 'assert f(---" in message and "nests too deeply" in message
     assert f"{path}:3: JSON is nested too deeply to convert (RecursionError)" in message
 
 

@@ -20,6 +20,7 @@ evaluates checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import random
@@ -57,7 +58,19 @@ def _state() -> Any:
     # Same device choice as ``grpo_args`` (use_cpu = no CUDA); TRL's TrainingArguments later reuse
     # this state (accelerate keeps one per process), so the timeout set here is the one in force.
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
-    return PartialState(cpu=not torch.cuda.is_available(), timeout=timeout)
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=timeout)
+    # Tear the process group down before the interpreter does: left to static destructors, gloo's
+    # worker threads can abort the process at exit ("terminate called without an active exception")
+    # after every line of real work succeeded, and the launcher then reports the whole run failed.
+    atexit.register(_close_process_group)
+    return state
+
+
+def _close_process_group() -> None:
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def num_processes() -> int:

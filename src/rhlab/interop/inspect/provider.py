@@ -74,13 +74,20 @@ def sampling_params(config: GenerateConfig) -> SamplingParams:
 def prompt_token_logprobs(model: Any, conv: Conversation) -> list[Logprob]:
     """Teacher-forced log-prob of every prompt token after the first (a local backend's forward pass).
 
-    A final assistant message is a prefill: the prompt ends with its text, not an end-of-turn
-    marker, so the last tokens are exactly the answer being scored.
+    A final assistant message is the answer being scored: the prompt ends with its text and then the
+    template's end-of-turn marker, so the last tokens are the answer *and stopping*, as in
+    ``rhlab.evals.probes.score.score_items`` (an answer that is a prefix of a likelier longer one
+    does not score as that one).
     """
     import torch
 
+    from rhlab.evals.probes.score import end_of_turn
+
     tokenizer = model.tokenizer
-    ids = tokenizer(model.render(conv), add_special_tokens=False, return_tensors="pt").input_ids
+    text = model.render(conv)
+    if conv and conv[-1]["role"] == "assistant":
+        text += end_of_turn(model)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model.model(ids.to(model.device)).logits[0, :-1].float()
     picked = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:].to(logits.device)[:, None])[:, 0]

@@ -170,8 +170,9 @@ def rhlab_judge(
 def answer_logprob(tokens: list[tuple[str, float | None]], answer: str) -> tuple[float, int] | None:
     """Sum of the log-probs of the shortest run of trailing prompt tokens whose text holds ``answer``.
 
-    The probe's prompt ends with the answer as a prefilled assistant turn, so its tokens are the last
-    ones. A token that straddles the answer's first character counts whole (a fraction of a nat at
+    The probe's prompt ends with the answer as an assistant turn (and, from rhlab's provider, the end-of-turn
+    marker after it), so its tokens are the last ones; the trailing run summed includes the marker.
+    A token that straddles the answer's first character counts whole (a fraction of a nat at
     most). None when the tokens never spell the answer (the provider rendered the prompt differently).
     """
     wanted = answer.strip()
