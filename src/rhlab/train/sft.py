@@ -54,6 +54,8 @@ def finetune(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from rhlab.train.trainer_log import quiet_progress
+
     tokenizer = AutoTokenizer.from_pretrained(base_weights)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -77,6 +79,7 @@ def finetune(
             gradient_checkpointing=False,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        quiet_progress(trainer, scratch / "trainer.log.jsonl")  # TRL's log dicts to a file, not the terminal
         with compact_sft_head():
             result = trainer.train()
         trainer.save_model(str(scratch))

@@ -5,14 +5,24 @@ starting weights (+ optional warm-up) -> problems -> prompts -> TRL GRPO, whose 
 vulnerable grader through the sandbox pool -> one metrics row (``RunDir.metrics``), sampled transcripts and
 (every ``checkpoint_every`` steps) a checkpoint plus an evaluable snapshot per step.
 
-The only things we change inside TRL are optional: dropping zero-variance groups from the update
-(``mitigations.skip_zero_variance_groups``), which TRL does not offer, and limiting the KL penalty to
-the answer (``kl_scope: answer``, ``rhlab.train.kl_scope``: a per-token mask on TRL's KL term, through
-``_compute_loss`` and ``_get_per_token_logps_and_entropies``). The other overrides are exact shortcuts
-and timers (see ``EnvironmentGRPOTrainer``). Generation time is measured around TRL's ``_generate``;
-grading time inside the reward; the update is the rest of the step.
-With ``train.recontext`` (online recontextualization) ``_generate`` also hands back prompt B's token
-ids in place of the sampled prompt A's, so every log-probability of the update is taken under B.
+``EnvironmentGRPOTrainer`` overrides six TRL methods besides ``__init__``; each says why in place:
+
+- ``_generate``: times generation; with ``train.recontext`` (online recontextualization) hands back
+  prompt B's token ids in place of the sampled prompt A's, so every log-prob of the update is B's.
+- ``_generate_single_turn``: the shared-prefix shortcut (``rhlab.train.fast``): each distinct prompt
+  is prefilled once per group; exact, and off under vLLM, several processes or sharded parameters.
+- ``_generate_and_score_completions``: drops (one micro-batch) or masks (several) zero-variance
+  groups (``mitigations.skip_zero_variance_groups``, which TRL does not offer); decides once per
+  step, over all ranks, whether the step carries any signal; attaches the answer-only KL mask.
+- ``compute_loss``: a step without signal (and ``beta`` 0) skips forward, backward and optimizer
+  (its loss is exactly 0; TRL would still take a momentum-only AdamW step).
+- ``_compute_loss`` and ``_get_per_token_logps_and_entropies``: ``kl_scope: answer``
+  (``rhlab.train.kl_scope``): the reference log-probs are re-scoped per pass so TRL's KL term is
+  0 on reasoning tokens.
+- ``_per_token_logps_and_entropies`` (ours, called from the above): the shared-prefix loss shortcut.
+
+Nothing private of TRL's is patched. Generation time is measured around ``_generate``, grading
+time inside the reward; the update is the rest of the step.
 """
 
 from __future__ import annotations
