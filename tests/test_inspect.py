@@ -26,7 +26,6 @@ import rhlab.interop.inspect.registry  # noqa: E402,F401 - registers the tasks, 
 from rhlab.env.check import load_suite  # noqa: E402
 from rhlab.interop.inspect.scorers import answer_logprob  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 OFFLINE_TOKENS = """
 import inspect_ai.model._model as _m, inspect_ai.model._tokens as _t
 _t.count_text_tokens = _m.count_text_tokens = lambda text: max(1, len(text) // 4)
@@ -67,10 +66,13 @@ def _suite(name: str):
 
 
 def test_inspect_cli_runs_hackable_code_on_the_mock_model_and_logs_rhlab_labels(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    # The child imports rhlab as this process does (the editable install, or the caller's PYTHONPATH).
+    # Prepending src/ here would put setuptools' src/rhlab.egg-info (no direct_url.json) ahead of the
+    # editable install's metadata, and Inspect would then register the tasks without the rhlab/ prefix.
+    env = dict(os.environ)
     extra = _entry_point_dir(tmp_path)
     if extra is not None:
-        env["PYTHONPATH"] += os.pathsep + str(extra)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(extra)]))
     argv = [
         "eval",
         "rhlab/hackable_code",
