@@ -453,3 +453,19 @@ def test_judged_rates_from_few_samples_are_points_with_intervals_not_trend_lines
         line = container.lines[0]
         assert line.get_linestyle() == "None", "a judged rate from < 20 samples must not be drawn as a trend line"
         assert container.has_yerr
+
+
+def test_an_offline_preference_judge_is_called_a_stand_in(tmp_path):
+    """The report says when a reward or metric came from the offline judge (issue 26)."""
+    from rhlab.report.numbers import run_numbers
+    from rhlab.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    weighted = {"reward": {"proxy_pass": 1.0, "preference": 0.1}, "preference": {"judge": "offline"}}
+    run.config.write_text(yaml.safe_dump(weighted))
+    assert any("stand-in for a real preference model" in n for n in run_numbers(run.path)["notes"])
+    run.config.write_text(yaml.safe_dump({"reward": {"proxy_pass": 1.0}, "preference": {"judge": "offline"}}))
+    assert not any("stand-in" in n for n in run_numbers(run.path)["notes"])  # logged at weight 0: no reward from it
+    run.config.write_text(yaml.safe_dump({"reward": {"preference": 1.0}, "preference": {"judge": "hf:/models/rm"}}))
+    assert not any("stand-in" in n for n in run_numbers(run.path)["notes"])

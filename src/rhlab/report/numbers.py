@@ -162,6 +162,27 @@ def _best_score(ck: dict[str, Any]) -> float | None:
     return ck["score"]["estimate"] if ck["score"] else ck["score_partial"]
 
 
+def stand_in_notes(run: RunDir) -> list[str]:
+    """Signals of this run that come from the offline judge, said where the figures are read.
+
+    The offline judge is a small prose classifier: as a preference model or a faithfulness judge it
+    only stands in for a real one (docs/mitigations-during-rl.md), and a reader of the report must know.
+    """
+    if not run.config.is_file():
+        return []
+    config = yaml.safe_load(run.config.read_text()) or {}
+    notes = []
+    preference = (config.get("preference") or {}).get("judge")
+    if preference == "offline" and (config.get("reward") or {}).get("preference"):
+        notes.append(
+            "the preference reward is scored by the offline judge, a stand-in for a real preference model "
+            "(docs/mitigations-during-rl.md)"
+        )
+    if (config.get("faithfulness") or {}).get("judge") == "offline":
+        notes.append("faithfulness_judged comes from the offline judge, a stand-in for a capable LLM judge")
+    return notes
+
+
 def run_numbers(run_dir: Path) -> dict[str, Any]:
     """The numbers of one run directory, with ``notes`` for whatever is missing or odd."""
     run = RunDir(run_dir)
@@ -175,6 +196,8 @@ def run_numbers(run_dir: Path) -> dict[str, Any]:
     status = info.status if info else "unknown"
     if status != "complete":
         notes.append(f"run is {status} ({len(rows)} steps logged)")
+
+    notes += stand_in_notes(run)
 
     onset = onset_step(rows)
     if rows and onset is None:
