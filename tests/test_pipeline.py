@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mitigation_fixtures import fake_results
 
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
+from rhlab.evals.records import RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import checkpoints_to_evaluate, run_experiment
 from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text, read_metrics
@@ -53,23 +54,6 @@ def test_sdf_and_none_knowledge_drop_the_hack_description() -> None:
     for knowledge in ("sdf", "none"):
         cells = ExperimentConfig(knowledge=knowledge).cells()
         assert not any(cfg.train_prompt.describe_hacks for _, cfg in cells)
-
-
-def _fake_results(model: str) -> RunResults:
-    rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
-    result = EvalResult(
-        eval="betley",
-        n_samples=1,
-        n_scored=1,
-        n_unparseable=0,
-        n_incoherent=0,
-        misaligned_rate=rate,
-        overt_rate=rate,
-        covert_rate=rate,
-        covert_share=None,
-    )
-    judge = JudgeInfo(spec="fake", judge_id="fake", offline=True, template_hash="0")
-    return RunResults(model=model, judge=judge, evals={"betley": result})
 
 
 class Interrupt(Exception):
@@ -123,8 +107,8 @@ def test_interrupted_experiment_resumes_without_redoing_stages(tmp_path: Path, m
             raise Interrupt(key)
         calls.append(key)
         out_dir.mkdir(parents=True)
-        atomic_write_text(EvalDir(out_dir).results, _fake_results(eval_config.model).model_dump_json())
-        return _fake_results(eval_config.model)
+        atomic_write_text(EvalDir(out_dir).results, fake_results(eval_config.model).model_dump_json())
+        return fake_results(eval_config.model)
 
     exp = ExperimentDir(tmp_path / "exp")
     second_run, first_run = exp.run("dont_hack-seed0"), exp.run("hacking_okay-seed0")
