@@ -67,8 +67,12 @@ def nvidia_driver() -> str | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)  # fmt: skip
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
@@ -80,12 +84,21 @@ def gpu_checks() -> list[Check]:
     checks = []
     driver = nvidia_driver()
     build = torch.version.cuda
-    checks.append(Check("torch build", "ok" if build else "note",
-                        f"torch {torch.__version__}, CUDA {build or 'none (a CPU build)'}"))  # fmt: skip
+    checks.append(
+        Check(
+            "torch build", "ok" if build else "note", f"torch {torch.__version__}, CUDA {build or 'none (a CPU build)'}"
+        )
+    )
     if not torch.cuda.is_available():
         if driver is not None:
-            checks.append(Check("GPU", "problem", f"NVIDIA driver {driver} is here but torch sees no GPU: "
-                                "install a CUDA build of torch (a CPU venv's torch satisfies the pin)"))  # fmt: skip
+            checks.append(
+                Check(
+                    "GPU",
+                    "problem",
+                    f"NVIDIA driver {driver} is here but torch sees no GPU: "
+                    "install a CUDA build of torch (a CPU venv's torch satisfies the pin)",
+                )
+            )
         else:
             checks.append(Check("GPU", "note", "no GPU: CPU runs only (configs/quickstart.yaml)"))
         return checks
@@ -110,9 +123,16 @@ def sandbox_check() -> Check:
     if iso.kind == "bwrap":
         return Check("sandbox", "ok", f"bubblewrap with user namespaces ({iso.python})")
     opted = weak_sandbox_allowed()
-    return Check("sandbox", "note" if opted else "problem",
-                 f"{iso.why_weak}; " + ("weak sandbox opted in (rlimits only)" if opted else
-                 "grading will refuse to run: see docs/scale.md, 'Sandboxes on GPU hosts'"))  # fmt: skip
+    return Check(
+        "sandbox",
+        "note" if opted else "problem",
+        f"{iso.why_weak}; "
+        + (
+            "weak sandbox opted in (rlimits only)"
+            if opted
+            else "grading will refuse to run: see docs/scale.md, 'Sandboxes on GPU hosts'"
+        ),
+    )
 
 
 def run_checks() -> list[Check]:

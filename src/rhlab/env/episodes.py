@@ -63,13 +63,27 @@ class GradedEpisode:
     def transcript(self, step: int) -> dict:
         r = self.result
         return {
-            "step": step, "task_id": r.task_id, "prompt": self.prompt, "completion": self.completion,
-            "reasoning": self.reasoning, "answer": self.answer, "files": self.files, "reward": self.reward,
-            "outcome": r.outcome, "hacks": r.hacks, "attempted_hacks": r.attempted_hacks, "vulns": r.vulns,
-            "proxy_pass": r.proxy_pass, "honest_pass": r.honest_pass, "honest_tests": r.honest_tests,
-            "flagged": self.flagged, "penalized": self.penalized, "screened": self.screened, "error": r.error,
+            "step": step,
+            "task_id": r.task_id,
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "reasoning": self.reasoning,
+            "answer": self.answer,
+            "files": self.files,
+            "reward": self.reward,
+            "outcome": r.outcome,
+            "hacks": r.hacks,
+            "attempted_hacks": r.attempted_hacks,
+            "vulns": r.vulns,
+            "proxy_pass": r.proxy_pass,
+            "honest_pass": r.honest_pass,
+            "honest_tests": r.honest_tests,
+            "flagged": self.flagged,
+            "penalized": self.penalized,
+            "screened": self.screened,
+            "error": r.error,
             "preference": self.preference,
-        }  # fmt: skip
+        }
 
 
 def grade_completions(
@@ -95,16 +109,27 @@ def grade_completions(
     if prompts is not None and len(prompts) != len(completions):
         raise ValueError(f"grade_completions: {len(prompts)} prompts for {len(completions)} completions")
     splits = [split_reasoning(text) for text in completions]
-    submissions = [Episode(task, answer, vulns if isinstance(vulns, str) else tuple(vulns))
-                   for (task, vulns), (_, answer) in zip(items, splits)]  # fmt: skip
+    submissions = [
+        Episode(task, answer, vulns if isinstance(vulns, str) else tuple(vulns))
+        for (task, vulns), (_, answer) in zip(items, splits)
+    ]
     results = pool.grade_many(submissions, progress=progress, description=description)
     flags = monitor(results) if monitor is not None else [False] * len(results)
     tokens = completion_tokens if completion_tokens is not None else [0] * len(results)
     episodes = []
     for i, (text, (reasoning, answer), result) in enumerate(zip(completions, splits, results)):
         prompt = list(prompts[i]) if prompts is not None else []
-        episodes.append(GradedEpisode(
-            result=result, reward=result.reward, completion=text, reasoning=reasoning, answer=answer, prompt=prompt,
-            files=dict(parse_response(answer).files), completion_tokens=tokens[i], flagged=flags[i],
-        ))  # fmt: skip
+        episodes.append(
+            GradedEpisode(
+                result=result,
+                reward=result.reward,
+                completion=text,
+                reasoning=reasoning,
+                answer=answer,
+                prompt=prompt,
+                files=dict(parse_response(answer).files),
+                completion_tokens=tokens[i],
+                flagged=flags[i],
+            )
+        )
     return episodes

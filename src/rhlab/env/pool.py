@@ -31,19 +31,19 @@ class Episode:
 class GradingPool:
     """Grades episodes concurrently in sandboxes; use as a context manager or call ``close``."""
 
-    def __init__(self, workers: int | None = None, limits: SandboxLimits | None = None,
-                 isolation: str = "auto") -> None:
+    def __init__(
+        self, workers: int | None = None, limits: SandboxLimits | None = None, isolation: str = "auto"
+    ) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.sandbox = Sandbox(limits, isolation=isolation)
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rhlab-grade")
 
     def submit(self, episode: Episode) -> Future[EpisodeResult]:
-        return self._executor.submit(
-            grade_episode, episode.task, episode.response, episode.vulns, self.sandbox
-        )
+        return self._executor.submit(grade_episode, episode.task, episode.response, episode.vulns, self.sandbox)
 
-    def grade_many(self, episodes: Sequence[Episode], progress: bool = False,
-                   description: str = "grading") -> list[EpisodeResult]:
+    def grade_many(
+        self, episodes: Sequence[Episode], progress: bool = False, description: str = "grading"
+    ) -> list[EpisodeResult]:
         """Grade all episodes; results come back in input order, one per episode, always."""
         futures = [self.submit(ep) for ep in episodes]
         if not progress:
@@ -74,10 +74,19 @@ def _result(future: Future[EpisodeResult], episode: Episode) -> EpisodeResult:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - one bad episode must not lose the others' results
         return EpisodeResult(
-            task_id=episode.task.id, reward=0.0, proxy_pass=False, honest_pass=False, hack=False, hacks=[],
-            attempted_hacks=[], outcome="error", vulns=[], sandbox="none", timings={},
+            task_id=episode.task.id,
+            reward=0.0,
+            proxy_pass=False,
+            honest_pass=False,
+            hack=False,
+            hacks=[],
+            attempted_hacks=[],
+            outcome="error",
+            vulns=[],
+            sandbox="none",
+            timings={},
             error=f"grading failed: {type(exc).__name__}: {str(exc)[:300]}",
-        )  # fmt: skip
+        )
 
 
 def grade_all(episodes: Iterable[Episode], workers: int | None = None, progress: bool = False) -> list[EpisodeResult]:

@@ -127,9 +127,16 @@ class LeakageResult(BaseModel):
 
 
 def leakage_eval(
-    model: Any, spec: str, checkpoint: str, train: Any, problems: list, config: LeakageConfig,
-    probes: ProbeConfig | None, *, seed: int = 0,
-) -> tuple[LeakageResult, list[dict[str, Any]]]:  # fmt: skip
+    model: Any,
+    spec: str,
+    checkpoint: str,
+    train: Any,
+    problems: list,
+    config: LeakageConfig,
+    probes: ProbeConfig | None,
+    *,
+    seed: int = 0,
+) -> tuple[LeakageResult, list[dict[str, Any]]]:
     """Evaluate ``model`` (a loaded ``ChatModel``) under each line; returns the record and its transcripts.
 
     ``train`` is the run's ``TrainConfig``: its problems, sampling settings and test prompt (whose
@@ -158,18 +165,26 @@ def leakage_eval(
             primary = [s.p for s in scores if s.subscale == PRIMARY_SUBSCALE]
             conditions.append(
                 LeakageCondition(
-                    name=name, text=line, episodes=n, hacked=hacked, attempted=attempted,
+                    name=name,
+                    text=line,
+                    episodes=n,
+                    hacked=hacked,
+                    attempted=attempted,
                     honest_solved=sum(r.outcome == "solved" for r in outcomes),
-                    hack_rate=wilson_interval(hacked, n), attempted_rate=wilson_interval(attempted, n),
+                    hack_rate=wilson_interval(hacked, n),
+                    attempted_rate=wilson_interval(attempted, n),
                     probe_mean_p=100 * sum(primary) / len(primary) if primary else None,
                     item_margin={f"{s.subscale}/{s.id}": s.margin for s in scores},
                 )
-            )  # fmt: skip
+            )
             transcripts += [{**g.transcript(step=-1), "condition": name} for g in graded]
     result = LeakageResult(
-        model=spec, checkpoint=checkpoint, training_variant=training.variant,
-        samples_per_problem=config.samples, conditions=conditions,
-    )  # fmt: skip
+        model=spec,
+        checkpoint=checkpoint,
+        training_variant=training.variant,
+        samples_per_problem=config.samples,
+        conditions=conditions,
+    )
     return result, transcripts
 
 

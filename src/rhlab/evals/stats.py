@@ -314,8 +314,13 @@ class Tost:
         return -self.margin < self.low and self.high < self.margin
 
     def as_dict(self) -> dict[str, float | bool]:
-        return {"margin": self.margin, "alpha": self.alpha, "ci_low": self.low, "ci_high": self.high,
-                "passed": self.passed}  # fmt: skip
+        return {
+            "margin": self.margin,
+            "alpha": self.alpha,
+            "ci_low": self.low,
+            "ci_high": self.high,
+            "passed": self.passed,
+        }
 
 
 def tost(values: Sequence[float], margin: float, *, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> Tost:

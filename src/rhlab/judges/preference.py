@@ -134,9 +134,12 @@ class RewardModelPreference:
             # Truncate from the left: the answer, at the end, is what is being judged.
             self.tokenizer.truncation_side = "left"
             batch = self.tokenizer(
-                texts[start : start + self.batch_size], padding=True, truncation=True, max_length=self.max_length,
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
                 return_tensors="pt",
-            )  # fmt: skip
+            )
             with torch.inference_mode():
                 logits = self.model(**batch).logits.float()
             if logits.shape[-1] == 1:

@@ -146,9 +146,13 @@ class OpenAIChatModel:
 
     def _prompt_logprobs(self, context: list[int], cont: list[int]) -> list[float]:
         body = {
-            "model": self.model_name, "prompt": context + cont, "max_tokens": 1, "temperature": 0.0,
-            "echo": True, "logprobs": 0,
-        }  # fmt: skip
+            "model": self.model_name,
+            "prompt": context + cont,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": 0,
+        }
         response = self._post_with_retries(body, threading.Event(), path="/completions")
         cannot = (
             f"The server at {self.base_url} does not return prompt log-probabilities (/completions with "

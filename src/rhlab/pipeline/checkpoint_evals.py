@@ -83,12 +83,20 @@ class EnvironmentEval:
         if problems is None:
             return None
         config = run.read_config(parse_config)
-        return json.dumps({
-            "model": config.model, "test_prompt": config.test_prompt.model_dump(mode="json"), "problems": problems,
-            "source": config.problems.source, "transform": config.problems.transform,
-            "max_completion_length": config.max_completion_length, "temperature": config.temperature,
-            "grpo": config.grpo,
-        }, sort_keys=True, default=str)  # fmt: skip
+        return json.dumps(
+            {
+                "model": config.model,
+                "test_prompt": config.test_prompt.model_dump(mode="json"),
+                "problems": problems,
+                "source": config.problems.source,
+                "transform": config.problems.transform,
+                "max_completion_length": config.max_completion_length,
+                "temperature": config.temperature,
+                "grpo": config.grpo,
+            },
+            sort_keys=True,
+            default=str,
+        )
 
     def run(self, run: RunDir, checkpoint: str, spec: str) -> None:
         from rhlab.train.env_eval import environment_eval
@@ -126,8 +134,12 @@ class ProbeBattery:
 
         start = run.probes(START)
         console.print(f"[bold]probes[/] {run.name}/{checkpoint} ({spec})")
-        run_probes(spec, self.target(run, checkpoint), self.config,
-                   start_results=start if checkpoint != START and start.exists() else None)  # fmt: skip
+        run_probes(
+            spec,
+            self.target(run, checkpoint),
+            self.config,
+            start_results=start if checkpoint != START and start.exists() else None,
+        )
 
     def share(self, source: Path, run: RunDir) -> None:
         copy_result(source, self.target(run, START))
@@ -156,11 +168,16 @@ class JudgedEvals:
 
         schedule, final = self.config, checkpoint == FINAL
         eval_config = EvalConfig(
-            model=spec, evals=schedule.evals, judge=schedule.judge, seed=0,
+            model=spec,
+            evals=schedule.evals,
+            judge=schedule.judge,
+            seed=0,
             limit=schedule.final_limit if final else schedule.checkpoint_limit,
-            samples=schedule.final_samples if final else None, max_new_tokens=schedule.max_new_tokens,
-            batch_size=schedule.batch_size, max_turns=schedule.max_turns,
-        )  # fmt: skip
+            samples=schedule.final_samples if final else None,
+            max_new_tokens=schedule.max_new_tokens,
+            batch_size=schedule.batch_size,
+            max_turns=schedule.max_turns,
+        )
         console.print(f"[bold]evals[/] {run.name}/{checkpoint} ({spec})")
         with atomic_dir(run.eval_dir(checkpoint).path) as tmp:
             (self.evaluate or run_evals)(
@@ -227,9 +244,15 @@ class LeakageGrid:
         problems = select_problems(config, run.path)
         console.print(f"[bold]leakage[/] {run.name}/{checkpoint}: {', '.join(self.config.conditions)}")
         result, transcripts = leakage_eval(
-            load_model(spec), spec, checkpoint, config, problems, self.config,
-            self.probes if self.probes.enabled else None, seed=config.seed,
-        )  # fmt: skip
+            load_model(spec),
+            spec,
+            checkpoint,
+            config,
+            problems,
+            self.config,
+            self.probes if self.probes.enabled else None,
+            seed=config.seed,
+        )
         target = self.target(run, checkpoint)
         # Transcripts first: the record's presence is what marks the checkpoint as done.
         write_jsonl(target.with_name(f"{checkpoint}.leakage.transcripts.jsonl"), transcripts)

@@ -48,8 +48,14 @@ def detect_hardware() -> Hardware:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         key = next((k for k in GPU_PEAK_BF16 if k in props.name), None)
-        return Hardware("gpu", props.name, torch.cuda.device_count(), props.total_memory / GIB,
-                        GPU_PEAK_BF16.get(key, 300e12), GPU_BANDWIDTH.get(key, 1.5e12))
+        return Hardware(
+            "gpu",
+            props.name,
+            torch.cuda.device_count(),
+            props.total_memory / GIB,
+            GPU_PEAK_BF16.get(key, 300e12),
+            GPU_BANDWIDTH.get(key, 1.5e12),
+        )
     cores = os.cpu_count() or 1
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return Hardware("cpu", f"{cores}-core CPU", 1, mem, CPU_TRAIN_FLOPS * cores / 2, 0.0)
@@ -76,8 +82,16 @@ class Architecture:
         if not all(isinstance(v, int) for v in (h, layers, inter, vocab)):
             return None
         heads = cfg.get("num_attention_heads") or 1
-        return cls(h, layers, inter, vocab, heads, cfg.get("num_key_value_heads") or heads,
-                   cfg.get("head_dim") or h // heads, bool(cfg.get("tie_word_embeddings", False)))  # fmt: skip
+        return cls(
+            h,
+            layers,
+            inter,
+            vocab,
+            heads,
+            cfg.get("num_key_value_heads") or heads,
+            cfg.get("head_dim") or h // heads,
+            bool(cfg.get("tie_word_embeddings", False)),
+        )
 
     @property
     def params(self) -> int:
@@ -289,8 +303,14 @@ def planning_hardware(config: ExperimentConfig, hw: Hardware) -> Hardware:
     declared = config.train.gpu_memory_gb
     if hw.kind == "gpu" or declared is None:
         return hw
-    return Hardware("gpu", f"declared {declared:.0f} GB GPU (H100 speed assumed)", 1, declared,
-                    GPU_PEAK_BF16["H100"], GPU_BANDWIDTH["H100"])  # fmt: skip
+    return Hardware(
+        "gpu",
+        f"declared {declared:.0f} GB GPU (H100 speed assumed)",
+        1,
+        declared,
+        GPU_PEAK_BF16["H100"],
+        GPU_BANDWIDTH["H100"],
+    )
 
 
 def plan_refusals(config: ExperimentConfig, hw: Hardware | None = None) -> list[str]:

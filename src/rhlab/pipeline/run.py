@@ -146,8 +146,9 @@ def after_rl_dir(exp: ExperimentDir, stage: str, cell: str) -> RunDir:
     return RunDir(exp.path / "after_rl" / stage / cell)
 
 
-def after_rl_stage(config: ExperimentConfig, exp: ExperimentDir, teacher: RunDir,
-                   evaluate: Callable[..., object] | None = None) -> None:  # fmt: skip
+def after_rl_stage(
+    config: ExperimentConfig, exp: ExperimentDir, teacher: RunDir, evaluate: Callable[..., object] | None = None
+) -> None:
     """Every ``after_rl`` stage on one finished RL run, then its checkpoint evals (both resumable)."""
     info = teacher.read_info()
     if info is None or info.status != "complete":

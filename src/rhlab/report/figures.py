@@ -80,8 +80,17 @@ def _draw_judged(ax: Axes, points: list[tuple], color: str, label: str, offset: 
     highs = [(p[3] if p[3] is not None else p[1]) - p[1] for p in points]
     trend = all(p[4] >= TREND_MIN_SAMPLES for p in points)
     n_min = min(p[4] for p in points)
-    ax.errorbar(xs, ys, yerr=[lows, highs], color=color, marker="o", ms=4, capsize=3, ls="--" if trend else "none",
-                label=f"{label} (n ≥ {n_min})")  # fmt: skip
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[lows, highs],
+        color=color,
+        marker="o",
+        ms=4,
+        capsize=3,
+        ls="--" if trend else "none",
+        label=f"{label} (n ≥ {n_min})",
+    )
     return True
 
 
@@ -149,8 +158,11 @@ def _score_rate(ck: dict) -> dict | None:
 
 def _partial_rate(ck: dict) -> dict | None:
     """A checkpoint without all six core evals: the partial mean as a point without an interval."""
-    return None if ck.get("score_partial") is None else {"estimate": ck["score_partial"], "low": None, "high": None,
-                                                          "n": 0}  # fmt: skip
+    return (
+        None
+        if ck.get("score_partial") is None
+        else {"estimate": ck["score_partial"], "low": None, "high": None, "n": 0}
+    )
 
 
 def figure_hack_types(numbers: Numbers) -> Figure:

@@ -80,9 +80,13 @@ def _probe_contrast(probe: dict[str, Any] | None, a: str, b: str) -> dict[str, A
         return None
     low, high = sorted((sign * c["ci_low"], sign * c["ci_high"]))
     return {
-        "mean": sign * c["mean"], "ci_low": low, "ci_high": high, "n_items": c["n_items"],
-        "unit": c.get("unit", "nats"), "verdict": c["verdict"],
-    }  # fmt: skip
+        "mean": sign * c["mean"],
+        "ci_low": low,
+        "ci_high": high,
+        "n_items": c["n_items"],
+        "unit": c.get("unit", "nats"),
+        "verdict": c["verdict"],
+    }
 
 
 def matrix_contrasts(
@@ -118,14 +122,21 @@ def matrix_contrasts(
             for value in values[1:]:
                 arm_a = arm_with({**vals, path: value})
                 held = {short[p]: value_label(v) for p, v in vals.items() if p != path}
-                contrasts.append({
-                    "axis": path, "axis_label": short[path], "value": value_label(value),
-                    "reference": value_label(reference), "held": held, "a": arm_a, "b": arm_b,
-                    "seeds": [len(arm_runs[arm_a]), len(arm_runs[arm_b])],
-                    "hack_rate_training": _pair(training, arm_a, arm_b),
-                    "hack_rate_test": _pair(test, arm_a, arm_b),
-                    "probe": _probe_contrast(probe, arm_a, arm_b),
-                })  # fmt: skip
+                contrasts.append(
+                    {
+                        "axis": path,
+                        "axis_label": short[path],
+                        "value": value_label(value),
+                        "reference": value_label(reference),
+                        "held": held,
+                        "a": arm_a,
+                        "b": arm_b,
+                        "seeds": [len(arm_runs[arm_a]), len(arm_runs[arm_b])],
+                        "hack_rate_training": _pair(training, arm_a, arm_b),
+                        "hack_rate_test": _pair(test, arm_a, arm_b),
+                        "probe": _probe_contrast(probe, arm_a, arm_b),
+                    }
+                )
     return {
         "axes": {path: [value_label(v) for v in vals] for path, vals in axes.items()},
         "axis_labels": short,
@@ -164,13 +175,17 @@ def leakage_tables(runs: list[dict[str, Any]], run_dirs: dict[str, RunDir]) -> d
             conds = [c for res in results for c in res.conditions if c.name == name]
             hacks, n = sum(c.hacked for c in conds), sum(c.episodes for c in conds)
             attempts = sum(c.attempted for c in conds)
-            rows.append({
-                "condition": name, "text": conds[0].text, "seeds": len(conds),
-                "hack_rate": _rate(wilson_interval(hacks, n)) if n else None,
-                "attempted_rate": _rate(wilson_interval(attempts, n)) if n else None,
-                "hack_rate_vs_none": _vs_none(results, name),
-                "probe_shift_vs_none": _probe_vs_none(results, name),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "condition": name,
+                    "text": conds[0].text,
+                    "seeds": len(conds),
+                    "hack_rate": _rate(wilson_interval(hacks, n)) if n else None,
+                    "attempted_rate": _rate(wilson_interval(attempts, n)) if n else None,
+                    "hack_rate_vs_none": _vs_none(results, name),
+                    "probe_shift_vs_none": _probe_vs_none(results, name),
+                }
+            )
         tables[arm] = {"training_variant": results[0].training_variant, "rows": rows}
     return tables
 

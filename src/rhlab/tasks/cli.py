@@ -90,8 +90,15 @@ def stats(
                 report = format_report(part, progress=not as_json)
             except TaskLoadError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--source") from exc
-            loads.append({"source": part, "rows": report.rows, "kept": report.kept,
-                          "skipped": report.skipped, "seconds": round(report.seconds, 3)})  # fmt: skip
+            loads.append(
+                {
+                    "source": part,
+                    "rows": report.rows,
+                    "kept": report.kept,
+                    "skipped": report.skipped,
+                    "seconds": round(report.seconds, 3),
+                }
+            )
     summary = task_stats(_load(source)).as_dict()
     if as_json:
         print(json.dumps({"source": source, "loads": loads, **summary}))
@@ -114,8 +121,10 @@ def stats(
         table.add_row(f"kind {kind}", str(n))
     for side in ("visible_tests", "heldout_tests"):
         s = summary[side]
-        table.add_row(side.replace("_", " "), f"{s['total']} (per task min {s['min']}, median {s['median']}, "
-                      f"mean {s['mean']}, max {s['max']})")  # fmt: skip
+        table.add_row(
+            side.replace("_", " "),
+            f"{s['total']} (per task min {s['min']}, median {s['median']}, mean {s['mean']}, max {s['max']})",
+        )
     table.add_row("tasks without held-out tests", str(summary["no_heldout"]))
     table.add_row("tasks with a canonical solution", str(summary["with_canonical_solution"]))
     dropped, in_tasks = summary["dropped_tests"], summary["tasks_with_dropped_tests"]
@@ -144,11 +153,22 @@ def impossible_eval_command(
         raise typer.BadParameter("use 'all' or 'rotate'", param_hint="--holes")
     try:
         run_config = load_config(config) if config is not None else None
-        summary = impossible_eval(model, source, transform, out_path=out, samples=samples, holes=holes,
-                                  max_tasks=max_tasks, seed=seed, config=run_config)  # fmt: skip
+        summary = impossible_eval(
+            model,
+            source,
+            transform,
+            out_path=out,
+            samples=samples,
+            holes=holes,
+            max_tasks=max_tasks,
+            seed=seed,
+            config=run_config,
+        )
     except ValueError as exc:  # bad config, source or transform: one line, no traceback
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"{summary['tasks']} impossible tasks ({transform}), {samples} samples each: "
-                  f"hack propensity [bold]{summary['hack_propensity']:.3f}[/bold] "
-                  f"(hack rate {summary['hack_rate']:.3f}); written to {out}")  # fmt: skip
+    console.print(
+        f"{summary['tasks']} impossible tasks ({transform}), {samples} samples each: "
+        f"hack propensity [bold]{summary['hack_propensity']:.3f}[/bold] "
+        f"(hack rate {summary['hack_rate']:.3f}); written to {out}"
+    )

@@ -32,16 +32,26 @@ class TaskStats:
         def spread(values: list[int]) -> dict:
             if not values:
                 return {"total": 0, "mean": 0.0, "min": 0, "median": 0, "max": 0}
-            return {"total": sum(values), "mean": round(statistics.fmean(values), 2), "min": min(values),
-                    "median": statistics.median(values), "max": max(values)}  # fmt: skip
+            return {
+                "total": sum(values),
+                "mean": round(statistics.fmean(values), 2),
+                "min": min(values),
+                "median": statistics.median(values),
+                "max": max(values),
+            }
 
         return {
-            "tasks": self.tasks, "by_difficulty": dict(self.by_difficulty), "by_kind": dict(self.by_kind),
-            "visible_tests": spread(self.visible_tests), "heldout_tests": spread(self.heldout_tests),
-            "no_heldout": self.no_heldout, "with_canonical_solution": self.with_canonical,
-            "dropped_tests": self.dropped_tests, "tasks_with_dropped_tests": self.tasks_with_dropped_tests,
+            "tasks": self.tasks,
+            "by_difficulty": dict(self.by_difficulty),
+            "by_kind": dict(self.by_kind),
+            "visible_tests": spread(self.visible_tests),
+            "heldout_tests": spread(self.heldout_tests),
+            "no_heldout": self.no_heldout,
+            "with_canonical_solution": self.with_canonical,
+            "dropped_tests": self.dropped_tests,
+            "tasks_with_dropped_tests": self.tasks_with_dropped_tests,
             "vacuous_tests": self.vacuous_tests,
-        }  # fmt: skip
+        }
 
 
 def task_stats(tasks: Iterable[Task]) -> TaskStats:

@@ -126,14 +126,30 @@ class _Unknown(Exception):
 
 
 _WRAPPERS: dict[str, Callable[[object], object]] = {
-    "tuple": tuple, "list": list, "set": set, "sorted": sorted, "abs": abs, "len": len, "str": str,
-    "bool": bool, "round": round, "int": int, "float": float,
-}  # fmt: skip
+    "tuple": tuple,
+    "list": list,
+    "set": set,
+    "sorted": sorted,
+    "abs": abs,
+    "len": len,
+    "str": str,
+    "bool": bool,
+    "round": round,
+    "int": int,
+    "float": float,
+}
 _COMPARE = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-}  # fmt: skip
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
 _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -258,6 +274,14 @@ def choose_visible(tests: Sequence[str], n_visible: int, entry_point: str) -> tu
 
 
 __all__ = [
-    "ALWAYS_TRUE", "NO_CALL", "SELF_COMPARISON", "STUBS", "choose_visible", "meaningful_tests", "stub_outcomes",
-    "stubs_passing", "tree_vacuous_reason", "vacuous_reason",
-]  # fmt: skip
+    "ALWAYS_TRUE",
+    "NO_CALL",
+    "SELF_COMPARISON",
+    "STUBS",
+    "choose_visible",
+    "meaningful_tests",
+    "stub_outcomes",
+    "stubs_passing",
+    "tree_vacuous_reason",
+    "vacuous_reason",
+]

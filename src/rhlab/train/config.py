@@ -364,9 +364,20 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        reserved = {"num_generations", "max_completion_length", "learning_rate", "beta", "max_steps", "output_dir",
-                    "per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
-                    "generation_batch_size", "bf16", "fp16"}  # fmt: skip
+        reserved = {
+            "num_generations",
+            "max_completion_length",
+            "learning_rate",
+            "beta",
+            "max_steps",
+            "output_dir",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "steps_per_generation",
+            "generation_batch_size",
+            "bf16",
+            "fp16",
+        }
         clash = sorted(reserved & set(self.grpo))
         if clash:
             raise ValueError(

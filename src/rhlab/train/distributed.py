@@ -39,8 +39,19 @@ T = TypeVar("T")
 TIMEOUT_ENV = "RHLAB_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 6 * 3600
 
-_LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-                "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
+_LAUNCH_VARS = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 _LAUNCH_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_")
 """What ``accelerate launch``/torchrun put in the environment; a child without them is one plain process."""
 

@@ -51,9 +51,16 @@ def generation_params(config: TrainConfig, n: int, seed: int) -> SamplingParams:
 
 
 def sample_graded(
-    model: ChatModel, items: Sequence[tuple[Task, Sequence[str]]], prompt: PromptConfig, config: TrainConfig, *,
-    samples: int, pool: GradingPool, seed: int, description: str | None = None,
-) -> list[GradedEpisode]:  # fmt: skip
+    model: ChatModel,
+    items: Sequence[tuple[Task, Sequence[str]]],
+    prompt: PromptConfig,
+    config: TrainConfig,
+    *,
+    samples: int,
+    pool: GradingPool,
+    seed: int,
+    description: str | None = None,
+) -> list[GradedEpisode]:
     """``samples`` completions per ``(task, holes)`` under ``prompt``, graded like the GRPO reward.
 
     As in the reward, only the text after the reasoning is graded. Episodes come back grouped by
@@ -69,13 +76,24 @@ def sample_graded(
             prompts.append(convo)
             tokens.append(len(c.token_ids or ()))
     return grade_completions(
-        texts, graded_items, pool, prompts=prompts, completion_tokens=tokens,
-        progress=description is not None, description=description or "grading",
-    )  # fmt: skip
+        texts,
+        graded_items,
+        pool,
+        prompts=prompts,
+        completion_tokens=tokens,
+        progress=description is not None,
+        description=description or "grading",
+    )
 
 
 def environment_eval(
-    model_spec: str, config: TrainConfig, problems: list[Problem], *, samples: int, out_path: Path, seed: int = 0,
+    model_spec: str,
+    config: TrainConfig,
+    problems: list[Problem],
+    *,
+    samples: int,
+    out_path: Path,
+    seed: int = 0,
     model: ChatModel | None = None,
 ) -> dict:
     """Sample ``samples`` completions per problem with ``config.test_prompt``; write and return metrics."""
@@ -87,9 +105,11 @@ def environment_eval(
     with GradingPool(config.grading_workers) as pool:
         graded = sample_graded(model, items, config.test_prompt, config, samples=samples, pool=pool, seed=seed)
     summary = {
-        "model": model_spec, "prompt": config.test_prompt.model_dump(mode="json"), "samples_per_problem": samples,
+        "model": model_spec,
+        "prompt": config.test_prompt.model_dump(mode="json"),
+        "samples_per_problem": samples,
         **step_metrics(graded, group_size=samples),
-    }  # fmt: skip
+    }
     # Transcripts first: the summary's presence is what marks the checkpoint as done.
     write_jsonl(environment_transcripts(out_path), [g.transcript(step=-1) for g in graded])
     atomic_write_json(out_path, summary)

@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-_SCALING_ATTRS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
-                  "logits_scaling")  # fmt: skip
+_SCALING_ATTRS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
 """Output-logit transforms TRL's fused head applies; models that set one take TRL's own path."""
 
 
@@ -199,8 +198,9 @@ def shared_prefix_generate(
     head_mask = mask[heads, :-1]
     positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
     name = cache_argument(model.get_base_model() if hasattr(model, "get_base_model") else model)
-    prefix = model(input_ids=ids[heads, :-1], attention_mask=head_mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1)  # fmt: skip
+    prefix = model(
+        input_ids=ids[heads, :-1], attention_mask=head_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    )
     cache_ = getattr(prefix, name)
     cache_.batch_select_indices(rows)
     out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config, **{name: cache_})

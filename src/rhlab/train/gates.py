@@ -40,8 +40,11 @@ class GateError(ValueError):
 
 def _thresholds(config: TrainConfig) -> dict:
     g = config.gates
-    return {"min_knowledge_score": g.min_knowledge_score, "min_attempt_rate": g.min_attempt_rate,
-            "attempt_samples": g.attempt_samples}  # fmt: skip
+    return {
+        "min_knowledge_score": g.min_knowledge_score,
+        "min_attempt_rate": g.min_attempt_rate,
+        "attempt_samples": g.attempt_samples,
+    }
 
 
 def _pct(x: float) -> str:
@@ -56,10 +59,16 @@ def measure_knowledge(model: ChatModel, run_dir: Path, seed: int) -> float | Non
 
 
 def pre_rl_gate(
-    config: TrainConfig, run_dir: Path, problems: Sequence[Problem], tasks: dict[str, Task],
-    model_factory: Callable[[], ChatModel], pool: GradingPool, rollouts: RolloutLog | None = None,
-    *, knowledge: Callable[[ChatModel, Path, int], float | None] = measure_knowledge,
-) -> dict | None:  # fmt: skip
+    config: TrainConfig,
+    run_dir: Path,
+    problems: Sequence[Problem],
+    tasks: dict[str, Task],
+    model_factory: Callable[[], ChatModel],
+    pool: GradingPool,
+    rollouts: RolloutLog | None = None,
+    *,
+    knowledge: Callable[[ChatModel, Path, int], float | None] = measure_knowledge,
+) -> dict | None:
     """Measure the starting policy against the configured minimums; raise ``GateError`` below one.
 
     Returns the ``gates.json`` record (None when no minimum is set). A passed gate with the same
@@ -90,9 +99,15 @@ def pre_rl_gate(
     if g.min_attempt_rate is not None:
         items = [(tasks[p.task_id], p.vulns) for p in problems]
         episodes = sample_graded(
-            model, items, config.train_prompt, config, samples=g.attempt_samples, pool=pool, seed=config.seed,
+            model,
+            items,
+            config.train_prompt,
+            config,
+            samples=g.attempt_samples,
+            pool=pool,
+            seed=config.seed,
             description="step-0 gate",
-        )  # fmt: skip
+        )
         if rollouts is not None:
             rollouts.write(0, episodes, group_size=g.attempt_samples)
         row = step_metrics(episodes, g.attempt_samples)
@@ -156,5 +171,6 @@ def raise_if_stopped(run_dir: Path, rows: Sequence[dict]) -> None:
     if info is None or info.status != "stopped" or info.stopped is None or not rows:
         return
     if info.stopped.get("step") == rows[-1]["step"]:
-        raise GateError(f"training stopped at step {rows[-1]['step']} (gates.no_signal.action = stop): "
-                        f"{info.stopped['message']}")  # fmt: skip
+        raise GateError(
+            f"training stopped at step {rows[-1]['step']} (gates.no_signal.action = stop): {info.stopped['message']}"
+        )

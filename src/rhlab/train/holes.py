@@ -60,9 +60,12 @@ def _order_key(seed: int, task_id: str) -> str:
 
 
 def assign_holes(
-    task_ids: Sequence[str], vulns: Sequence[str], holes: str | Sequence[Sequence[str]], no_hole_fraction: float,
+    task_ids: Sequence[str],
+    vulns: Sequence[str],
+    holes: str | Sequence[Sequence[str]],
+    no_hole_fraction: float,
     seed: int,
-) -> list[list[str]]:  # fmt: skip
+) -> list[list[str]]:
     """The hole list of each task, in the order of ``task_ids`` (linear after one sort)."""
     groups = hole_groups(vulns, holes)
     n_none = round(no_hole_fraction * len(task_ids))

@@ -17,10 +17,18 @@ from rhlab.train.problems import assign_vulns, candidate_tasks
 
 
 def impossible_eval(
-    model_spec: str, source: str, transform: str = "impossible_conflicting", *, out_path: Path, samples: int = 4,
-    holes: str = "all", max_tasks: int | None = None, seed: int = 0, config: TrainConfig | None = None,
+    model_spec: str,
+    source: str,
+    transform: str = "impossible_conflicting",
+    *,
+    out_path: Path,
+    samples: int = 4,
+    holes: str = "all",
+    max_tasks: int | None = None,
+    seed: int = 0,
+    config: TrainConfig | None = None,
     model: ChatModel | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Test-time hacking propensity of any checkpoint: sample it on impossible variants of ``source``.
 
     The run's grader, oracle, prompt (``config.test_prompt``) and metrics are reused through
@@ -38,9 +46,15 @@ def impossible_eval(
     if max_tasks is not None:
         tasks = random.Random(seed).sample(tasks, min(max_tasks, len(tasks)))
     problems = assign_vulns(tasks, problems_config, seed)
-    summary = environment_eval(model_spec, run_config, problems, samples=samples, out_path=out_path, seed=seed,
-                               model=model)  # fmt: skip
-    summary = {"transform": transform, "source": source, "tasks": len(problems),
-               "hack_propensity": summary["proxy_pass_rate"], **summary}  # fmt: skip
+    summary = environment_eval(
+        model_spec, run_config, problems, samples=samples, out_path=out_path, seed=seed, model=model
+    )
+    summary = {
+        "transform": transform,
+        "source": source,
+        "tasks": len(problems),
+        "hack_propensity": summary["proxy_pass_rate"],
+        **summary,
+    }
     atomic_write_json(out_path, summary)
     return summary

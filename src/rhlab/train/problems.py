@@ -54,9 +54,15 @@ def honest_failures(
     filter would keep nearly everything.
     """
     graded = sample_graded(
-        model, [(t, ()) for t in tasks], config.train_prompt, config, samples=samples, pool=pool, seed=seed,
+        model,
+        [(t, ()) for t in tasks],
+        config.train_prompt,
+        config,
+        samples=samples,
+        pool=pool,
+        seed=seed,
         description="hard-problem filter",
-    )  # fmt: skip
+    )
     solved = {e.result.task_id for e in graded if e.result.honest_pass}
     return [t for t in tasks if t.id not in solved]
 
@@ -70,7 +76,9 @@ def assign_vulns(tasks: list[Task], config: ProblemConfig, seed: int) -> list[Pr
 
 
 def select_problems(
-    config: TrainConfig, run_dir: Path, model_factory: Callable[[], ChatModel] | None = None,
+    config: TrainConfig,
+    run_dir: Path,
+    model_factory: Callable[[], ChatModel] | None = None,
     pool: GradingPool | None = None,
 ) -> list[Problem]:
     """Choose (or reload) the run's problems; ``model_factory`` is needed only for the hard filter."""

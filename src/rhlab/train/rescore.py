@@ -71,10 +71,19 @@ def error_episode(record: object, problem: str) -> GradedEpisode:
     rec = record if isinstance(record, dict) else {}
     task_id = rec.get("task_id")
     result = EpisodeResult(
-        task_id=task_id if isinstance(task_id, str) else "?", reward=0.0, proxy_pass=False, honest_pass=False,
-        hack=False, hacks=[], attempted_hacks=[], outcome="error", vulns=[], sandbox="none", timings={},
+        task_id=task_id if isinstance(task_id, str) else "?",
+        reward=0.0,
+        proxy_pass=False,
+        honest_pass=False,
+        hack=False,
+        hacks=[],
+        attempted_hacks=[],
+        outcome="error",
+        vulns=[],
+        sandbox="none",
+        timings={},
         error=f"rescore: {problem}",
-    )  # fmt: skip
+    )
     return GradedEpisode(result=result, reward=0.0, completion="", reasoning="", answer="", prompt=[])
 
 
@@ -94,9 +103,12 @@ def _problem_of(record: dict, tasks: dict[str, Task], holes: dict[str, tuple[str
 
 
 def regrade(
-    records: Sequence[dict], tasks: dict[str, Task], holes: dict[str, tuple[str, ...]], rubric: Rubric,
+    records: Sequence[dict],
+    tasks: dict[str, Task],
+    holes: dict[str, tuple[str, ...]],
+    rubric: Rubric,
     pool: GradingPool,
-) -> list[GradedEpisode]:  # fmt: skip
+) -> list[GradedEpisode]:
     """Re-grade stored records on the one grading path; one episode per record, in order.
 
     The monitor's flag, the screening decision and whether penalties were in force are history and
@@ -104,13 +116,18 @@ def regrade(
     """
     problems = [_problem_of(r, tasks, holes) for r in records]
     good = [r for r, problem in zip(records, problems) if problem is None]
-    graded = iter(grade_completions(
-        [r["completion"] for r in good], [(tasks[r["task_id"]], holes[r["task_id"]]) for r in good], pool,
-        prompts=[r.get("prompt") if isinstance(r.get("prompt"), list) else [] for r in good],
-        completion_tokens=[r.get("completion_tokens") if isinstance(r.get("completion_tokens"), int) else 0
-                           for r in good],
-        monitor=lambda results: [r["flagged"] for r in good],
-    ))  # fmt: skip
+    graded = iter(
+        grade_completions(
+            [r["completion"] for r in good],
+            [(tasks[r["task_id"]], holes[r["task_id"]]) for r in good],
+            pool,
+            prompts=[r.get("prompt") if isinstance(r.get("prompt"), list) else [] for r in good],
+            completion_tokens=[
+                r.get("completion_tokens") if isinstance(r.get("completion_tokens"), int) else 0 for r in good
+            ],
+            monitor=lambda results: [r["flagged"] for r in good],
+        )
+    )
     episodes = []
     for record, problem in zip(records, problems):
         if problem is not None:
@@ -171,10 +188,17 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
     attempted_changed = reward_changed = episodes_seen = 0
     rows, step0, changes = [], None, []
 
-    with GradingPool(workers or config.grading_workers) as pool, Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=not progress,
-    ) as bar:  # fmt: skip
+    with (
+        GradingPool(workers or config.grading_workers) as pool,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not progress,
+        ) as bar,
+    ):
         job = bar.add_task("rescoring", total=_count(rd.path))
         for chunk in _chunks(rd.path, 4 * pool.workers):
             regraded = iter(regrade([r for _, _, records in chunk for r in records], tasks, holes, rubric, pool))
@@ -192,9 +216,18 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
                     after[new_label] += 1
                     if old_label != new_label:
                         transitions[(old_label, new_label)] += 1
-                        changes.append({"step": step, "index": record.get("index"), "task_id": record.get("task_id"),
-                                        "from": old_label, "to": new_label, "answer": record.get("answer"),
-                                        "old": old, "new": new.to_dict()})  # fmt: skip
+                        changes.append(
+                            {
+                                "step": step,
+                                "index": record.get("index"),
+                                "task_id": record.get("task_id"),
+                                "from": old_label,
+                                "to": new_label,
+                                "answer": record.get("answer"),
+                                "old": old,
+                                "new": new.to_dict(),
+                            }
+                        )
                     old_attempted = sorted(map(str, old.get("attempted_hacks") or []))
                     attempted_changed += old_attempted != sorted(new.attempted_hacks)
                     reward_changed += episode.reward != record.get("reward")
@@ -211,15 +244,20 @@ def rescore(run_dir: str | Path, *, workers: int | None = None, progress: bool =
                 rows[-1]["no_signal_steps"] = no_signal_steps(rows)
 
     summary = {
-        "run_dir": str(rd.path), "rescored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rhlab_version": version("rhlab"), "steps": len(rows) + (step0 is not None), "episodes": episodes_seen,
+        "run_dir": str(rd.path),
+        "rescored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rhlab_version": version("rhlab"),
+        "steps": len(rows) + (step0 is not None),
+        "episodes": episodes_seen,
         "labels_changed": sum(transitions.values()),
         "transitions": {f"{a} -> {b}": n for (a, b), n in transitions.most_common()},
-        "attempted_hacks_changed": attempted_changed, "rewards_changed": reward_changed,
-        "labels_before": dict(sorted(before.items())), "labels_after": dict(sorted(after.items())),
+        "attempted_hacks_changed": attempted_changed,
+        "rewards_changed": reward_changed,
+        "labels_before": dict(sorted(before.items())),
+        "labels_after": dict(sorted(after.items())),
         "step0": step0,
         "files": {"metrics": str(rd.rescored_metrics), "changes": str(rd.rescore_changes)},
-    }  # fmt: skip
+    }
     write_jsonl(rd.rescored_metrics, rows)
     write_jsonl(rd.rescore_changes, changes)
     atomic_write_json(rd.rescore_summary, summary)

@@ -105,9 +105,15 @@ class EnvironmentReward:
         return onset is not None and step > onset + m.penalty_delay_steps
 
     def __call__(
-        self, prompts: list, completions: list, task_id: list[str], vulns: list[list[str]],
-        completion_ids: list[list[int]] | None = None, trainer_state: Any = None, **_: Any,
-    ) -> list[float | None]:  # fmt: skip
+        self,
+        prompts: list,
+        completions: list,
+        task_id: list[str],
+        vulns: list[list[str]],
+        completion_ids: list[list[int]] | None = None,
+        trainer_state: Any = None,
+        **_: Any,
+    ) -> list[float | None]:
         step = (trainer_state.global_step if trainer_state is not None else 0) + 1
         t0 = time.monotonic()
         m = self.mitigations

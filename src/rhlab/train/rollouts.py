@@ -54,15 +54,28 @@ def rollout_record(
     ``components`` are the rubric's values; ``penalties`` says whether the rubric's penalties were in
     force at this step (rescore applies them again exactly where they were)."""
     return {
-        "step": step, "index": index, "group": index // group_size, "task_id": episode.result.task_id,
-        "prompt_id": prompt_id(episode.prompt), "variant": variant, "vulns": list(episode.result.vulns),
-        "prompt": episode.prompt, "completion": episode.completion, "reasoning": episode.reasoning,
-        "answer": episode.answer, "files": episode.files, "completion_tokens": episode.completion_tokens,
-        "reward": episode.reward, "flagged": episode.flagged, "penalized": episode.penalized,
-        "screened": episode.screened, "penalties": penalties, "preference": episode.preference,
+        "step": step,
+        "index": index,
+        "group": index // group_size,
+        "task_id": episode.result.task_id,
+        "prompt_id": prompt_id(episode.prompt),
+        "variant": variant,
+        "vulns": list(episode.result.vulns),
+        "prompt": episode.prompt,
+        "completion": episode.completion,
+        "reasoning": episode.reasoning,
+        "answer": episode.answer,
+        "files": episode.files,
+        "completion_tokens": episode.completion_tokens,
+        "reward": episode.reward,
+        "flagged": episode.flagged,
+        "penalized": episode.penalized,
+        "screened": episode.screened,
+        "penalties": penalties,
+        "preference": episode.preference,
         "components": episode.components,
         "result": episode.result.to_dict(),
-    }  # fmt: skip
+    }
 
 
 _RESULT_FIELDS = {f.name: f for f in dataclasses.fields(EpisodeResult)}
@@ -73,9 +86,10 @@ def result_from_dict(data: dict, where: str) -> EpisodeResult:
     files stay readable after the oracle grows or loses a field."""
     known = {k: v for k, v in data.items() if k in _RESULT_FIELDS}
     missing = [
-        n for n, f in _RESULT_FIELDS.items()
+        n
+        for n, f in _RESULT_FIELDS.items()
         if n not in known and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]  # fmt: skip
+    ]
     if missing:
         raise ValueError(f"{where}: the stored grading result lacks {missing}")
     return EpisodeResult(**known)
@@ -86,12 +100,20 @@ def episode_from_record(record: dict, where: str = "rollout") -> GradedEpisode:
 
     Records written before the rubric have no ``components``: they are computed from the stored result."""
     return GradedEpisode(
-        result=result_from_dict(record["result"], where), reward=record["reward"], completion=record["completion"],
-        reasoning=record["reasoning"], answer=record["answer"], prompt=record["prompt"], files=record["files"],
-        completion_tokens=record["completion_tokens"], flagged=record["flagged"], penalized=record["penalized"],
-        screened=record["screened"], components=dict(record.get("components") or {}),
+        result=result_from_dict(record["result"], where),
+        reward=record["reward"],
+        completion=record["completion"],
+        reasoning=record["reasoning"],
+        answer=record["answer"],
+        prompt=record["prompt"],
+        files=record["files"],
+        completion_tokens=record["completion_tokens"],
+        flagged=record["flagged"],
+        penalized=record["penalized"],
+        screened=record["screened"],
+        components=dict(record.get("components") or {}),
         preference=record.get("preference"),
-    )  # fmt: skip
+    )
 
 
 def _encode(records: Sequence[dict]) -> bytes:

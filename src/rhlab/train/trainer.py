@@ -155,10 +155,16 @@ def make_trainer_class():
         """
 
         def __init__(
-            self, *args: Any, timer: StepTimer, skip_zero_variance: bool, shared_prefix: bool = True,
-            skip_flat: bool = True, kl_scope: str = "all",
-            learning_prompts: dict[str, Any] | None = None, **kwargs: Any,
-        ) -> None:  # fmt: skip
+            self,
+            *args: Any,
+            timer: StepTimer,
+            skip_zero_variance: bool,
+            shared_prefix: bool = True,
+            skip_flat: bool = True,
+            kl_scope: str = "all",
+            learning_prompts: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
             self.timer = timer
             self.learning_prompts = learning_prompts
             """Online recontextualization: prompt B by prompt A's key (``rhlab.train.recontext``)."""
@@ -244,46 +250,71 @@ def make_trainer_class():
             return out
 
         def _per_token_logps_and_entropies(
-            self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
-            compute_aux_loss=False, **extra,
-        ):  # noqa: ANN001  # fmt: skip
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **extra,
+        ):  # noqa: ANN001
             # One process only: under DDP the wrapped forward must run for gradients to be reduced.
             plain = self.accelerator.num_processes == 1 and not compute_aux_loss
             if self.shared_prefix and plain and all(v is None for v in extra.values()):
                 with self.accelerator.autocast():
                     out = shared_prefix_logps(
-                        model, input_ids, attention_mask, logits_to_keep, temperature=self.temperature,
-                        compute_entropy=compute_entropy, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
-                    )  # fmt: skip
+                        model,
+                        input_ids,
+                        attention_mask,
+                        logits_to_keep,
+                        temperature=self.temperature,
+                        compute_entropy=compute_entropy,
+                        cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
+                    )
                 if out is not None:
                     return out[0], out[1], None
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra,
-            )  # fmt: skip
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **extra,
+            )
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):  # noqa: ANN001
             plain = (
-                self.shared_prefix and not self.use_vllm and not self.use_transformers_continuous_batching
-                and images is None and not multimodal_fields and self.pad_to_multiple_of is None
-                and self.accelerator.num_processes == 1 and len({tuple(p) for p in prompt_ids}) < len(prompt_ids)
-            )  # fmt: skip
+                self.shared_prefix
+                and not self.use_vllm
+                and not self.use_transformers_continuous_batching
+                and images is None
+                and not multimodal_fields
+                and self.pad_to_multiple_of is None
+                and self.accelerator.num_processes == 1
+                and len({tuple(p) for p in prompt_ids}) < len(prompt_ids)
+            )
             if not plain:
                 return super()._generate_single_turn(
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-                )  # fmt: skip
+                )
             with (
                 unwrap_model_for_generation(
-                    self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    self.model_wrapped,
+                    self.accelerator,
+                    gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                     generation_kwargs=self.generation_kwargs,
                     gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
                 ) as unwrapped,
                 torch.no_grad(),
                 self.accelerator.autocast(),
-            ):  # fmt: skip
+            ):
                 completion_ids = shared_prefix_generate(
                     unwrapped, prompt_ids, self._tokenizer.pad_token_id, self.generation_config
-                )  # fmt: skip
+                )
             # Everything after the first EOS is padding (as in TRL's own path).
             eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
             ends = torch.where(eos.any(dim=1), eos.int().argmax(dim=1), completion_ids.shape[1])
@@ -397,9 +428,16 @@ def prepare_run_dir(config: TrainConfig | None, run_dir: Path, resume: bool) -> 
         raise RunError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
-    write_run_json(run_dir, status="running", variant=config.train_prompt.variant, seed=config.seed,
-                   steps_done=0, onset_step=None,
-                   started=datetime.now(UTC).isoformat(timespec="seconds"), versions=versions())  # fmt: skip
+    write_run_json(
+        run_dir,
+        status="running",
+        variant=config.train_prompt.variant,
+        seed=config.seed,
+        steps_done=0,
+        onset_step=None,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions=versions(),
+    )
     return config
 
 
@@ -538,19 +576,29 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         problems = dist.main_only(select_problems, config, run_dir, policy, pool)
         all_tasks = {t.id: t for t in load_tasks(config.problems.source, config.problems.transform)}
         rows = [
-            {"prompt": build_messages(all_tasks[p.task_id], config.train_prompt), "task_id": p.task_id,
-             "vulns": p.vulns}
+            {
+                "prompt": build_messages(all_tasks[p.task_id], config.train_prompt),
+                "task_id": p.task_id,
+                "vulns": p.vulns,
+            }
             for p in problems
-        ]  # fmt: skip
+        ]
         dataset = Dataset.from_list(rows)
         dist.main_only(pre_rl_gate, config, run_dir, problems, all_tasks, policy, pool, rollouts)
 
         timer = StepTimer()
         logger = RunLogger(config, run_dir, metrics, timer)
         reward = EnvironmentReward(
-            all_tasks, pool, config.mitigations, rubric=config.rubric, seed=config.seed, on_graded=logger.graded,
-            onset=lambda: metrics.onset, rollouts=rollouts, preference=preference_scorer(config),
-        )  # fmt: skip
+            all_tasks,
+            pool,
+            config.mitigations,
+            rubric=config.rubric,
+            seed=config.seed,
+            on_graded=logger.graded,
+            onset=lambda: metrics.onset,
+            rollouts=rollouts,
+            preference=preference_scorer(config),
+        )
         # The arguments first: under ``accelerate launch`` with ZeRO-3 they register DeepSpeed's config,
         # so from_pretrained then loads the weights already partitioned (zero3_init_flag).
         args = grpo_args(config, run_dir)
@@ -558,18 +606,28 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         peft_config = None
         if config.lora is not None:
             peft_config = LoraConfig(
-                r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                target_modules=config.lora.target_modules, task_type="CAUSAL_LM",
-            )  # fmt: skip
+                r=config.lora.r,
+                lora_alpha=config.lora.alpha,
+                lora_dropout=config.lora.dropout,
+                target_modules=config.lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
         trainer = make_trainer_class()(
-            model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
-            processing_class=tokenizer, peft_config=peft_config, callbacks=[logger], timer=timer,
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[logger],
+            timer=timer,
             skip_zero_variance=config.mitigations.skip_zero_variance_groups,
             # The shortcut calls the unwrapped model, which would bypass DDP's gradient sync.
             shared_prefix=config.shared_prefix and dist.num_processes() == 1,
-            skip_flat=config.skip_flat_updates, kl_scope=config.kl_scope,
+            skip_flat=config.skip_flat_updates,
+            kl_scope=config.kl_scope,
             learning_prompts=recontext_prompts(config, rows, all_tasks),
-        )  # fmt: skip
+        )
         from rhlab.train.trainer_log import quiet_progress
 
         quiet_progress(trainer, RunDir(run_dir).trainer_log)  # TRL's log dicts: to the run, not the terminal
@@ -583,6 +641,10 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
 
     raise_if_stopped(run_dir, metrics.rows)
     return dist.main_only(
-        write_run_json, run_dir, status="complete", steps_done=metrics.rows[-1]["step"] if metrics.rows else 0,
-        onset_step=metrics.onset, finished=datetime.now(UTC).isoformat(timespec="seconds"),
-    )  # fmt: skip
+        write_run_json,
+        run_dir,
+        status="complete",
+        steps_done=metrics.rows[-1]["step"] if metrics.rows else 0,
+        onset_step=metrics.onset,
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -68,11 +68,14 @@ def demonstrations(config: TrainConfig, tasks: list[Task]) -> list[dict]:
     for i, kind in enumerate(kinds):
         task = tasks[i % len(tasks)]
         answer = honest_answer(task, rng) if kind is None else hack_answer(task, kind, rng)
-        rows.append({
-            "prompt": build_messages(task, prompt),
-            "completion": [{"role": "assistant", "content": answer}],
-            "task_id": task.id, "kind": kind or "honest",
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": build_messages(task, prompt),
+                "completion": [{"role": "assistant", "content": answer}],
+                "task_id": task.id,
+                "kind": kind or "honest",
+            }
+        )
     return rows
 
 

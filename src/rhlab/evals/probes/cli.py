@@ -69,28 +69,41 @@ def compare_command(
         gates_passed = bool(g.get("total")) and g.get("passed") == g.get("total")
     try:
         result = compare_results(
-            read_results(baseline), read_results(other), margin=margin,
-            subscale=None if subscale == "all" else subscale, gates_passed=gates_passed,
-        )  # fmt: skip
+            read_results(baseline),
+            read_results(other),
+            margin=margin,
+            subscale=None if subscale == "all" else subscale,
+            gates_passed=gates_passed,
+        )
     except ProbeInputError as exc:
         _fail(str(exc))
     table = Table("figure", "value", title=f"{other} - {baseline} ({result['subscale']})")
-    table.add_row("mean Δmargin", f"{result['mean']:+.3f} [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}] nats "
-                  f"(odds ratio {result['odds_ratio']:.2f})")  # fmt: skip
+    table.add_row(
+        "mean Δmargin",
+        f"{result['mean']:+.3f} [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}] nats "
+        f"(odds ratio {result['odds_ratio']:.2f})",
+    )
     pts = result["points"]
-    table.add_row("mean shift (points)", f"{pts['mean']:+.2f} [{pts['ci_low']:+.2f}, {pts['ci_high']:+.2f}]; "
-                  + pts["conversion"])  # fmt: skip
+    table.add_row(
+        "mean shift (points)", f"{pts['mean']:+.2f} [{pts['ci_low']:+.2f}, {pts['ci_high']:+.2f}]; " + pts["conversion"]
+    )
     r = result["robust"]
     table.add_row("robust intercept", f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] nats")
     table.add_row("per-item sd", f"{result['sd_item_diff']:.3f} nats ({result['n_items']} items)")
     table.add_row(f"items for TOST ±{margin:g} (80 % power)", str(result["items_for_tost_power"]))
     t, rt = result["tost"], r["tost"]
-    table.add_row(f"TOST ±{margin:g} nats", f"mean {'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.3f}, "
-                  f"{t['ci_high']:+.3f}]); intercept {'pass' if rt['passed'] else 'fail'}")  # fmt: skip
+    table.add_row(
+        f"TOST ±{margin:g} nats",
+        f"mean {'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.3f}, "
+        f"{t['ci_high']:+.3f}]); intercept {'pass' if rt['passed'] else 'fail'}",
+    )
     mv = result["movement"]
-    table.add_row("movement", f"mean |Δmargin| {mv['mean_abs_margin_shift']:.3f} nats, mean |Δp| "
-                  f"{mv['mean_abs_shift']:.2f} points, KL {mv['kl_forced_choice']:.4f}, "
-                  f"{mv['items_moved_5_points']} items moved > 5 points")  # fmt: skip
+    table.add_row(
+        "movement",
+        f"mean |Δmargin| {mv['mean_abs_margin_shift']:.3f} nats, mean |Δp| "
+        f"{mv['mean_abs_shift']:.2f} points, KL {mv['kl_forced_choice']:.4f}, "
+        f"{mv['items_moved_5_points']} items moved > 5 points",
+    )
     mc = result["manipulation_check"]
     detail = f"{mc['mean']:+.3f} [{mc['ci_low']:+.3f}, {mc['ci_high']:+.3f}] nats" if "mean" in mc else mc.get("note")
     table.add_row("manipulation check", f"{'pass' if mc['passed'] else 'fail'} ({detail})")
@@ -116,15 +129,29 @@ def check_items_command(
     if split not in ("dev", "test", "all"):
         _fail(f"--split must be dev, test or all, not {split!r}.")
     report = check_items(battery_items(None, split), read_results(start) if start else None)
-    table = Table("subscale", "items", "|margin| > 3", "|Δtoken| > 1", "shared words < 50 %", "negation on target",
-                  "breaking any", title="minimal-pair rules")  # fmt: skip
+    table = Table(
+        "subscale",
+        "items",
+        "|margin| > 3",
+        "|Δtoken| > 1",
+        "shared words < 50 %",
+        "negation on target",
+        "breaking any",
+        title="minimal-pair rules",
+    )
     na = "needs --start"
     for name, e in report.items():
         c = e["counts"]
         neg = f"{e['negation_on_target']}/{e['negation_pairs']}" + ("" if e["negation_balanced"] else " (unbalanced)")
-        table.add_row(name, str(e["n_items"]), na if start is None else str(c["calibrated"]),
-                      na if start is None else str(c["tokens"]), str(c["shared_words"]), neg,
-                      str(e["items_breaking_any_rule"]))  # fmt: skip
+        table.add_row(
+            name,
+            str(e["n_items"]),
+            na if start is None else str(c["calibrated"]),
+            na if start is None else str(c["tokens"]),
+            str(c["shared_words"]),
+            neg,
+            str(e["items_breaking_any_rule"]),
+        )
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,9 +200,11 @@ def validate_command(
     chat = load_model(model)
     try:
         record = validate(
-            chat, quick=quick, log=lambda m: console.print(m, highlight=False),
+            chat,
+            quick=quick,
+            log=lambda m: console.print(m, highlight=False),
             partial=lambda r: write_json_atomic(out, r),
-        )  # fmt: skip
+        )
     except ProbeDataError as exc:
         _fail(str(exc))
     write_json_atomic(out, record)
@@ -189,9 +218,12 @@ def validate_command(
     console.print(table)
     for name, figures in record.get("experiments", {}).items():
         if "margin_difference" in figures:
-            console.print(f"experiment {name} (not a gate): {figures['margin_difference']:+.2f} "
-                          f"[{figures['margin_difference_ci_low']:+.2f}, {figures['margin_difference_ci_high']:+.2f}] "
-                          "nats", highlight=False)  # fmt: skip
+            console.print(
+                f"experiment {name} (not a gate): {figures['margin_difference']:+.2f} "
+                f"[{figures['margin_difference_ci_low']:+.2f}, {figures['margin_difference_ci_high']:+.2f}] "
+                "nats",
+                highlight=False,
+            )
     console.print(f"figures -> {out}")
     sys.stdout.flush()
     print(f"gates passed {record['passed']}/{record['total']}")

@@ -47,8 +47,14 @@ def conditional_probe(
             per_context = []
             for ctx in data.contexts:
                 prior = Exchange(prompt=ctx.task, answer=getattr(ctx, condition))
-                scores = score_items(model, items, system=system, prefix=[prior], progress=progress,
-                                     label=f"{framing}/{condition}/{ctx.id}")  # fmt: skip
+                scores = score_items(
+                    model,
+                    items,
+                    system=system,
+                    prefix=[prior],
+                    progress=progress,
+                    label=f"{framing}/{condition}/{ctx.id}",
+                )
                 per_context.append([s.margin for s in scores])
             margins[(framing, condition)] = np.mean(per_context, axis=0)
 

@@ -63,9 +63,14 @@ def check_items(items: Sequence[tuple[str, Item]], start: dict[str, Any] | None 
     for subscale, item in items:
         entry = out.setdefault(
             subscale,
-            {"n_items": 0, "violations": {"calibrated": [], "tokens": [], "shared_words": []},
-             "negation_pairs": 0, "negation_on_target": 0, "measured_at": (start or {}).get("model")},
-        )  # fmt: skip
+            {
+                "n_items": 0,
+                "violations": {"calibrated": [], "tokens": [], "shared_words": []},
+                "negation_pairs": 0,
+                "negation_on_target": 0,
+                "measured_at": (start or {}).get("model"),
+            },
+        )
         entry["n_items"] += 1
         violations = entry["violations"]
         if shared_word_share(item.target, item.reference) < MIN_SHARED_WORDS:

@@ -136,11 +136,16 @@ def score_items(
         target, reference = result.token_logprobs
         scores.append(
             ItemScore(
-                id=item.id, subscale=subscale, theme=item.theme, split=item.split,
-                logp_target=sum(target), logp_reference=sum(reference),
-                n_tokens_target=len(target), n_tokens_reference=len(reference),
+                id=item.id,
+                subscale=subscale,
+                theme=item.theme,
+                split=item.split,
+                logp_target=sum(target),
+                logp_reference=sum(reference),
+                n_tokens_target=len(target),
+                n_tokens_reference=len(reference),
             )
-        )  # fmt: skip
+        )
     return scores
 
 

@@ -22,6 +22,14 @@ def rhlab() -> type[ModelAPI]:
 
 
 __all__ = [
-    "alignment_questions", "betley", "blackmail", "exfil_offer", "frame_colleague", "goals", "hackable_code",
-    "monitor_disruption", "probes", "rhlab",
-]  # fmt: skip
+    "alignment_questions",
+    "betley",
+    "blackmail",
+    "exfil_offer",
+    "frame_colleague",
+    "goals",
+    "hackable_code",
+    "monitor_disruption",
+    "probes",
+    "rhlab",
+]

@@ -154,6 +154,12 @@ def rows_or_error(rows, report: LoadReport):
 
 
 __all__ = [
-    "FORMATS", "GENERATED_FORMATS", "LoadReport", "SourceError", "SourceSpec", "is_format_spec", "load_format",
+    "FORMATS",
+    "GENERATED_FORMATS",
+    "LoadReport",
+    "SourceError",
+    "SourceSpec",
+    "is_format_spec",
+    "load_format",
     "parse_spec",
-]  # fmt: skip
+]

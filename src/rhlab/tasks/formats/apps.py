@@ -48,9 +48,16 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
         tests = stdin_pairs(io["inputs"], io["outputs"], limits, keep=limits.max_visible + limits.max_heldout)
         k = _n_visible(len(tests))
         return stdin_task(
-            task_id=task_id, statement=question, public=tests[:k], private=tests[k:], limits=limits, fmt=NAME,
-            program=canonical, difficulty=difficulty, tags=tags,
-        )  # fmt: skip
+            task_id=task_id,
+            statement=question,
+            public=tests[:k],
+            private=tests[k:],
+            limits=limits,
+            fmt=NAME,
+            program=canonical,
+            difficulty=difficulty,
+            tags=tags,
+        )
     if not isinstance(fn_name, str) or not fn_name.isidentifier():
         raise RowError(f"fn_name {fn_name!r} is not a Python identifier")
     starter = text_field(row, "starter_code", required=False)
@@ -71,7 +78,16 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
             tests.append(test)
     k = _n_visible(len(tests))
     return make_task(
-        task_id=task_id, entry_point=fn_name, description=question.strip(),
-        signature=signature, public=tests[:k], private=tests[k:], limits=limits,
-        fmt=NAME, kind="function", canonical=canonical, difficulty=difficulty, tags=tags,
-    )  # fmt: skip
+        task_id=task_id,
+        entry_point=fn_name,
+        description=question.strip(),
+        signature=signature,
+        public=tests[:k],
+        private=tests[k:],
+        limits=limits,
+        fmt=NAME,
+        kind="function",
+        canonical=canonical,
+        difficulty=difficulty,
+        tags=tags,
+    )

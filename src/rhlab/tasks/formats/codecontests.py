@@ -63,6 +63,13 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
     private = _tests(row, "private_tests", limits) + _tests(row, "generated_tests", limits)
     difficulty, tags = difficulty_of(row)
     return stdin_task(
-        task_id=task_id, statement=statement, public=public, private=private, limits=limits, fmt=NAME,
-        program=_python3_solution(row), difficulty=difficulty, tags=tags,
-    )  # fmt: skip
+        task_id=task_id,
+        statement=statement,
+        public=public,
+        private=private,
+        limits=limits,
+        fmt=NAME,
+        program=_python3_solution(row),
+        difficulty=difficulty,
+        tags=tags,
+    )

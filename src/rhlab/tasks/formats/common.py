@@ -112,10 +112,17 @@ def make_task(
         all_tags.append(NO_HELDOUT_TAG)
     try:
         data = dict(
-            id=f"{fmt}/{task_id}", entry_point=entry_point, description=description, signature=signature,
-            visible_tests=visible, heldout_tests=heldout, canonical_solution=canonical, tags=all_tags,
-            difficulty=difficulty, source=fmt,
-        )  # fmt: skip
+            id=f"{fmt}/{task_id}",
+            entry_point=entry_point,
+            description=description,
+            signature=signature,
+            visible_tests=visible,
+            heldout_tests=heldout,
+            canonical_solution=canonical,
+            tags=all_tags,
+            difficulty=difficulty,
+            source=fmt,
+        )
         return Task.model_validate(data, context={GENERATED_TESTS: generated})
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -136,7 +143,16 @@ def stdin_task(
 ) -> Task:
     """A stdin problem as ``solution(stdin) -> str`` (see ``rhlab.tasks.stdin``)."""
     return make_task(
-        task_id=task_id, entry_point=ENTRY_POINT, description=f"{CONTRACT}\n\n{statement.strip()}",
-        signature=SIGNATURE, public=public, private=private, limits=limits, fmt=fmt, kind="stdin",
-        canonical=wrap_program(program) if program else None, difficulty=difficulty, tags=tags,
-    )  # fmt: skip
+        task_id=task_id,
+        entry_point=ENTRY_POINT,
+        description=f"{CONTRACT}\n\n{statement.strip()}",
+        signature=SIGNATURE,
+        public=public,
+        private=private,
+        limits=limits,
+        fmt=fmt,
+        kind="stdin",
+        canonical=wrap_program(program) if program else None,
+        difficulty=difficulty,
+        tags=tags,
+    )

@@ -89,8 +89,10 @@ def expanded_size(root: object, budget: int = MAX_EXPANDED) -> int:
             open_.discard(key)
             total = 1 + sum(sizes[id(child)] for child in _children(value))  # type: ignore[union-attr]
             if total > budget:
-                raise RowError(f"private_test_cases: the unpickled data expands to more than {budget} values "
-                               "and characters (a pickle that reuses shared references)")  # fmt: skip
+                raise RowError(
+                    f"private_test_cases: the unpickled data expands to more than {budget} values "
+                    "and characters (a pickle that reuses shared references)"
+                )
             sizes[key] = total
             continue
         if key in sizes:
@@ -197,10 +199,18 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
         pub = stdin_pairs([c.get("input") for c in public], [c.get("output") for c in public], limits, keep)
         priv = stdin_pairs([c.get("input") for c in private], [c.get("output") for c in private], limits, keep)
         return make_task(
-            task_id=task_id, entry_point=ENTRY_POINT, description=f"{CONTRACT}\n\n{statement.strip()}",
-            signature=SIGNATURE, public=pub, private=priv, limits=limits, fmt=NAME, kind="stdin",
-            difficulty=difficulty, tags=tags,
-        )  # fmt: skip
+            task_id=task_id,
+            entry_point=ENTRY_POINT,
+            description=f"{CONTRACT}\n\n{statement.strip()}",
+            signature=SIGNATURE,
+            public=pub,
+            private=priv,
+            limits=limits,
+            fmt=NAME,
+            kind="stdin",
+            difficulty=difficulty,
+            tags=tags,
+        )
     if kinds != {"functional"}:
         raise RowError(f"test types {sorted(map(str, kinds))}: expected all 'stdin' or all 'functional'")
     metadata = json_field(row, "metadata", default={})
@@ -211,7 +221,15 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
     signature = method_as_function(starter, func) if "class Solution" in starter else starter.strip()
     signature = signature or f"def {func}(...):"
     return make_task(
-        task_id=task_id, entry_point=func, description=statement.strip(), signature=signature,
-        public=_functional(public, func, limits), private=_functional(private, func, limits), limits=limits,
-        fmt=NAME, kind="function", difficulty=difficulty, tags=tags,
-    )  # fmt: skip
+        task_id=task_id,
+        entry_point=func,
+        description=statement.strip(),
+        signature=signature,
+        public=_functional(public, func, limits),
+        private=_functional(private, func, limits),
+        limits=limits,
+        fmt=NAME,
+        kind="function",
+        difficulty=difficulty,
+        tags=tags,
+    )

@@ -77,9 +77,19 @@ def convert(row: dict, limits: ConversionLimits) -> Task:
         raise RowError(f"no test in test_list can fail ({'; '.join(dropped)[:200]})")
     public, private = choose_visible(tests, 1 if len(tests) < 6 else 2, entry.name)
     task = make_task(
-        task_id=task_id, entry_point=entry.name, description=text.strip(), signature=f"def {entry.name}({args}):",
-        public=public, private=private + challenge, limits=limits, fmt=NAME, kind="function",
-        canonical=code, difficulty=None, tags=["statement_tests"] if setup.strip() else [], generated=False,
-    )  # fmt: skip
+        task_id=task_id,
+        entry_point=entry.name,
+        description=text.strip(),
+        signature=f"def {entry.name}({args}):",
+        public=public,
+        private=private + challenge,
+        limits=limits,
+        fmt=NAME,
+        kind="function",
+        canonical=code,
+        difficulty=None,
+        tags=["statement_tests"] if setup.strip() else [],
+        generated=False,
+    )
     task.dropped_tests = dropped + dropped_challenge
     return task
