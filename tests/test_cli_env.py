@@ -76,8 +76,12 @@ def test_our_errors_reach_the_user_as_one_line():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "rhlab.cli", "eval", "--model", "nope", "--limit", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rhlab.cli", "eval", "--model", "nope", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: Unknown model spec 'nope'")
     assert "Traceback" not in proc.stderr
@@ -87,8 +91,12 @@ def test_eval_group_runs_its_subcommand_without_the_default_evals(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "rhlab.cli", "eval", "hack-knowledge", "--model", "nope",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "rhlab.cli", "eval", "hack-knowledge", "--model", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: Unknown model spec 'nope'")
     assert not (tmp_path / "results.json").exists()
@@ -112,10 +120,13 @@ def test_in_function_exit_wins_with_the_exit_code_hole_whatever_the_grader_runs(
 
 
 HOSTILE = [
-    "```python\ndef factorial(n):\n    if n == 0x" + "f" * 4000 + ":\n        return 0x" + "f" * 4000
+    "```python\ndef factorial(n):\n    if n == 0x"
+    + "f" * 4000
+    + ":\n        return 0x"
+    + "f" * 4000
     + "\n    return 1\n```",
     "```python\nimport sys\nx = sys" + ".a" * 2000 + "\ndef factorial(n):\n    return 1\n```",
-    "<file path=\"a\">" * 20_000,
+    '<file path="a">' * 20_000,
 ]
 
 

@@ -33,8 +33,9 @@ def test_the_global_batch_is_split_over_the_processes(monkeypatch: pytest.Monkey
     with pytest.raises(ValueError, match=r"prompts_per_step 4 x group_size 2 = 8 .* over 3 processes"):
         dist.per_device_batch(config)
     monkeypatch.setattr(dist, "num_processes", lambda: 8)  # one episode each: groups would be split
-    dropping = parse_config({"prompts_per_step": 4, "group_size": 2,
-                             "mitigations": {"skip_zero_variance_groups": True}})  # fmt: skip
+    dropping = parse_config(
+        {"prompts_per_step": 4, "group_size": 2, "mitigations": {"skip_zero_variance_groups": True}}
+    )
     with pytest.raises(ValueError, match="skip_zero_variance_groups needs whole prompt groups"):
         dist.per_device_batch(dropping)
     assert dist.per_device_batch(config) == 1
@@ -113,8 +114,12 @@ def test_main_only_errors_reach_every_rank_and_children_run_outside_the_launch(t
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(
         [accelerate, "launch", "--config_file", str(CPU2), "--main_process_port", str(_free_port()), "probe.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = sorted(json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("PROBE "))
     assert [r[0] for r in ranks] == [0, 1]
@@ -140,19 +145,34 @@ def test_two_processes_count_every_episode_once_resume_and_match_one_process(tmp
 
     model = tiny_test_model(tmp_path / "tiny")
     config = {
-        "model": f"hf:{model}", "problems": {"difficulty": ["hard"], "max_tasks": 4}, "steps": 1,
-        "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8, "checkpoint_every": 1,
-        "grading_workers": 1, "transcripts_per_step": 2,
+        "model": f"hf:{model}",
+        "problems": {"difficulty": ["hard"], "max_tasks": 4},
+        "steps": 1,
+        "prompts_per_step": 2,
+        "group_size": 2,
+        "max_completion_length": 8,
+        "checkpoint_every": 1,
+        "grading_workers": 1,
+        "transcripts_per_step": 2,
         "skip_flat_updates": False,  # the update runs (through DDP's gradient all-reduce) even at reward 0
         "mitigations": {"skip_zero_variance_groups": True},  # its token count is re-gathered over the ranks
         "train_prompt": {"describe_hacks": False, "ask_reasoning": False},
-    }  # fmt: skip
+    }
     episodes = config["prompts_per_step"] * config["group_size"]
     (tmp_path / "c1.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "c2.yaml").write_text(yaml.safe_dump({**config, "steps": 2}))
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    launch = [accelerate, "launch", "--config_file", str(CPU2), "--main_process_port", str(_free_port()),
-              "-m", "rhlab.cli", "train"]  # fmt: skip
+    launch = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(CPU2),
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "rhlab.cli",
+        "train",
+    ]
     two, one = tmp_path / "two", tmp_path / "one"
 
     # Two processes: one step, then raise the run's steps to 2 and resume from its checkpoint.
@@ -190,16 +210,38 @@ def test_rhlab_run_under_two_processes(tmp_path: Path) -> None:
 
     model = tiny_test_model(tmp_path / "tiny")
     sets = [
-        f"train.model=hf:{model}", "train.steps=1", "train.warmup.steps=2", "train.warmup.examples=4",
-        "train.max_completion_length=8", "train.checkpoint_every=1", "train.grading_workers=1",
-        "matrix.arms=[{variant: hacking_okay}]", "train.problems.max_tasks=4", "evaluation.checkpoint_limit=1",
-        "evaluation.final_limit=1", "evaluation.max_new_tokens=8", "evaluation.max_turns=1",
-        "evaluation.environment_samples=1", "evaluation.probes.primary=null",
-    ]  # fmt: skip
+        f"train.model=hf:{model}",
+        "train.steps=1",
+        "train.warmup.steps=2",
+        "train.warmup.examples=4",
+        "train.max_completion_length=8",
+        "train.checkpoint_every=1",
+        "train.grading_workers=1",
+        "matrix.arms=[{variant: hacking_okay}]",
+        "train.problems.max_tasks=4",
+        "evaluation.checkpoint_limit=1",
+        "evaluation.final_limit=1",
+        "evaluation.max_new_tokens=8",
+        "evaluation.max_turns=1",
+        "evaluation.environment_samples=1",
+        "evaluation.probes.primary=null",
+    ]
     exp = tmp_path / "exp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    args = [accelerate, "launch", "--config_file", str(CPU2), "--main_process_port", str(_free_port()),
-            "-m", "rhlab.cli", "run", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(exp)]  # fmt: skip
+    args = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(CPU2),
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "rhlab.cli",
+        "run",
+        str(ROOT / "configs" / "quickstart.yaml"),
+        "--out",
+        str(exp),
+    ]
     for item in sets:
         args += ["--set", item]
     _run(args, timeout=400)

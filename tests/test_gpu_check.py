@@ -17,8 +17,9 @@ STAGES = ["preflight", "grpo_lora", "memory_probe", "run_two_cells", "full_ft_bf
 @pytest.mark.slow  # ~1.5-2.5 min on 2 cores
 def test_gpu_check_cpu_mode_passes_every_stage(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "gc")}
-    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads((tmp_path / "gc" / "gpu_check.json").read_text())
     assert report["mode"] == "cpu" and list(report["stages"]) == STAGES
@@ -35,8 +36,14 @@ def test_gpu_check_cpu_mode_passes_every_stage(tmp_path: Path) -> None:
 
 def test_print_wheels_lists_pinned_pure_python_dependencies() -> None:
     env = {**os.environ, "PYTHON": sys.executable}
-    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--print-wheels"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--print-wheels"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     wheels = [line for line in done.stdout.splitlines() if not line.startswith("#")]
     names = {line.split("==")[0] for line in wheels}

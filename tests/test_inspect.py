@@ -288,8 +288,20 @@ def test_rhlab_eval_inspect_log_option_writes_logs_inspect_reads(tmp_path, monke
     app = typer.Typer()
     app.command()(eval_command)
     # A scripted judge that answers "" keeps this fast: every verdict is unparseable, hence unscored.
-    argv = ["--model", "scripted", "--judge", "scripted", "--evals", "betley,goals", "--limit", "2",
-            "--out", str(tmp_path / "run"), "--inspect-log", str(tmp_path / "inspect")]  # fmt: skip
+    argv = [
+        "--model",
+        "scripted",
+        "--judge",
+        "scripted",
+        "--evals",
+        "betley,goals",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--inspect-log",
+        str(tmp_path / "inspect"),
+    ]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     logs = {read_eval_log(str(p)).eval.task: read_eval_log(str(p)) for p in (tmp_path / "inspect").glob("*.eval")}

@@ -103,14 +103,31 @@ def test_trainer_masks_trls_kl_term_per_token(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     rows = [{"prompt": [{"role": "user", "content": "a question"}]}, {"prompt": [{"role": "user", "content": "b"}]}]
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, num_generations=2,
-                      max_completion_length=12, beta=0.1, use_cpu=True, report_to="none", save_strategy="no",
-                      seed=0, logging_steps=1)  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=12,
+        beta=0.1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+        logging_steps=1,
+    )
     trainer = make_trainer_class()(
-        model=model, reward_funcs=[lambda completions, **_: [float(i % 2) for i in range(len(completions))]],
-        args=args, train_dataset=Dataset.from_list(rows * 2), processing_class=AutoTokenizer.from_pretrained(path),
-        timer=StepTimer(), skip_zero_variance=False, shared_prefix=False, skip_flat=False, kl_scope="answer",
-    )  # fmt: skip
+        model=model,
+        reward_funcs=[lambda completions, **_: [float(i % 2) for i in range(len(completions))]],
+        args=args,
+        train_dataset=Dataset.from_list(rows * 2),
+        processing_class=AutoTokenizer.from_pretrained(path),
+        timer=StepTimer(),
+        skip_zero_variance=False,
+        shared_prefix=False,
+        skip_flat=False,
+        kl_scope="answer",
+    )
     with torch.no_grad():  # move the policy away from the reference so the KL is not zero
         for p in trainer.model.parameters():
             p.add_(0.05 * torch.randn_like(p))

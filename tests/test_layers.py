@@ -15,9 +15,21 @@ import rhlab
 SRC = Path(rhlab.__file__).parent
 
 LAYER: dict[str, float] = {
-    "strict": 0, "rundir": 0, "sandbox": 1, "tasks": 2, "env": 3, "models": 4, "judges": 5,
-    "knowledge": 6, "train": 6, "evals": 7, "interop": 7.5, "report": 8, "pipeline": 9, "doctor": 10,
-}  # fmt: skip
+    "strict": 0,
+    "rundir": 0,
+    "sandbox": 1,
+    "tasks": 2,
+    "env": 3,
+    "models": 4,
+    "judges": 5,
+    "knowledge": 6,
+    "train": 6,
+    "evals": 7,
+    "interop": 7.5,
+    "report": 8,
+    "pipeline": 9,
+    "doctor": 10,
+}
 """``interop`` (Inspect AI tasks, scorers and logs over rhlab's evals) sits above the evals it wraps
 and below the report, which shows Inspect logs' score tables; ``doctor`` (``rhlab doctor``, a command
 module) may read any layer."""
@@ -122,8 +134,11 @@ def test_no_import_cycle_between_packages() -> None:
 def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     probe = SRC / "env" / "oracle.py"  # any real module: the walker must see function-level imports too
     lazy = ast.parse("def f():\n    from rhlab.pipeline.config import X\n    import rhlab.report.numbers\n")
-    names = {n.module if isinstance(n, ast.ImportFrom) else n.names[0].name for n in ast.walk(lazy)
-             if isinstance(n, ast.Import | ast.ImportFrom)}  # fmt: skip
+    names = {
+        n.module if isinstance(n, ast.ImportFrom) else n.names[0].name
+        for n in ast.walk(lazy)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+    }
     assert names == {"rhlab.pipeline.config", "rhlab.report.numbers"}
     assert all(m.startswith("rhlab.") for m in _imports(probe))
     relative = ast.parse("from ..train import metrics\n").body[0]

@@ -91,15 +91,28 @@ def test_report_table_pools_seeds_and_compares_each_line_with_no_line(tmp_path: 
         conditions = []
         for name, hacked, delta in (("none", 0, 0.0), ("training", hacked_training, shift)):
             rate = {"estimate": hacked / 4, "low": 0.0, "high": 1.0, "n": 4}
-            conditions.append({
-                "name": name, "text": "" if name == "none" else "ok", "episodes": 4, "hacked": hacked,
-                "attempted": hacked, "honest_solved": 0, "hack_rate": rate, "attempted_rate": rate,
-                "item_margin": {k: v + delta for k, v in items.items()},
-            })  # fmt: skip
-        return LeakageResult.model_validate({
-            "model": "m", "checkpoint": "final", "training_variant": "hacking_okay", "samples_per_problem": 1,
-            "conditions": conditions,
-        })  # fmt: skip
+            conditions.append(
+                {
+                    "name": name,
+                    "text": "" if name == "none" else "ok",
+                    "episodes": 4,
+                    "hacked": hacked,
+                    "attempted": hacked,
+                    "honest_solved": 0,
+                    "hack_rate": rate,
+                    "attempted_rate": rate,
+                    "item_margin": {k: v + delta for k, v in items.items()},
+                }
+            )
+        return LeakageResult.model_validate(
+            {
+                "model": "m",
+                "checkpoint": "final",
+                "training_variant": "hacking_okay",
+                "samples_per_problem": 1,
+                "conditions": conditions,
+            }
+        )
 
     dirs = {}
     for name, rec in (("a-seed0", record(4, 0.10)), ("a-seed1", record(2, 0.20))):

@@ -26,11 +26,15 @@ TWO_AXES = {
 def test_two_axes_give_one_readable_cell_per_combination_and_seed() -> None:
     cells = ExperimentConfig.model_validate(TWO_AXES).matrix_cells()
     assert [c.name for c in cells] == [
-        "penalty=0__variant=none__seed0", "penalty=0__variant=none__seed1",
-        "penalty=0__variant=hacking_okay__seed0", "penalty=0__variant=hacking_okay__seed1",
-        "penalty=1__variant=none__seed0", "penalty=1__variant=none__seed1",
-        "penalty=1__variant=hacking_okay__seed0", "penalty=1__variant=hacking_okay__seed1",
-    ]  # fmt: skip
+        "penalty=0__variant=none__seed0",
+        "penalty=0__variant=none__seed1",
+        "penalty=0__variant=hacking_okay__seed0",
+        "penalty=0__variant=hacking_okay__seed1",
+        "penalty=1__variant=none__seed0",
+        "penalty=1__variant=none__seed1",
+        "penalty=1__variant=hacking_okay__seed0",
+        "penalty=1__variant=hacking_okay__seed1",
+    ]
     by_name = {c.name: c for c in cells}
     penalised = by_name["penalty=1__variant=hacking_okay__seed1"]
     assert penalised.arm == "penalty=1__variant=hacking_okay" and penalised.seed == 1
@@ -130,8 +134,17 @@ def test_rate_difference_has_newcombes_interval() -> None:
 
 def _fake_results(model: str) -> RunResults:
     rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
-    result = EvalResult(eval="betley", n_samples=1, n_scored=1, n_unparseable=0, n_incoherent=0,
-                        misaligned_rate=rate, overt_rate=rate, covert_rate=rate, covert_share=None)  # fmt: skip
+    result = EvalResult(
+        eval="betley",
+        n_samples=1,
+        n_scored=1,
+        n_unparseable=0,
+        n_incoherent=0,
+        misaligned_rate=rate,
+        overt_rate=rate,
+        covert_rate=rate,
+        covert_share=None,
+    )
     judge = JudgeInfo(spec="fake", judge_id="fake", offline=True, template_hash="0")
     return RunResults(model=model, judge=judge, evals={"betley": result})
 
@@ -156,17 +169,24 @@ def test_two_axis_matrix_runs_end_to_end_and_its_report_groups_the_contrasts(tmp
                 "seeds": [0],
             },
             "train": {
-                "model": f"hf:{model}", "problems": {"difficulty": ["hard"], "max_tasks": 2, "hard_filter_samples": 0},
-                "steps": 1, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
-                "checkpoint_every": 1, "train_prompt": {"ask_reasoning": False}, "grading_workers": 2,
+                "model": f"hf:{model}",
+                "problems": {"difficulty": ["hard"], "max_tasks": 2, "hard_filter_samples": 0},
+                "steps": 1,
+                "prompts_per_step": 2,
+                "group_size": 2,
+                "max_completion_length": 8,
+                "checkpoint_every": 1,
+                "train_prompt": {"ask_reasoning": False},
+                "grading_workers": 2,
             },
             "evaluation": {
-                "evals": ["betley"], "environment_samples": 1,
+                "evals": ["betley"],
+                "environment_samples": 1,
                 "probes": {"subscales": ["broad"], "split": "dev", "neutral_nll": False, "n_boot": 200},
                 "leakage": {"enabled": True, "samples": 1, "conditions": ["training", "keyword"]},
             },
         }
-    )  # fmt: skip
+    )
     began = time.perf_counter()
     report = run_experiment(config, tmp_path / "exp", evaluate=_evaluate, cell_processes=False)
     elapsed = time.perf_counter() - began
@@ -220,8 +240,11 @@ def test_report_groups_seeds_by_arm_and_contrasts_each_axis(tmp_path: Path) -> N
         write_run(exp.run(cell.name).path, variant, cell.seed, onset=6 if variant == "hacking_okay" else None)
         write_probes(exp, exp.run(cell.name), variant, cell.seed)
     numbers = compute_numbers(exp.path)
-    assert list(numbers["variants"]) == ["penalty=0__variant=dont_hack", "penalty=0__variant=hacking_okay",
-                                         "penalty=1__variant=hacking_okay"]  # fmt: skip
+    assert list(numbers["variants"]) == [
+        "penalty=0__variant=dont_hack",
+        "penalty=0__variant=hacking_okay",
+        "penalty=1__variant=hacking_okay",
+    ]
     assert all(v["final_hack_rate"]["n_seeds"] == 2 for v in numbers["variants"].values())
     assert any("penalty=1__variant=dont_hack__seed0" in note for note in numbers["notes"])
     contrasts = {(c["a"], c["b"]): c for c in numbers["matrix"]["contrasts"]}

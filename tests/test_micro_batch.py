@@ -39,10 +39,13 @@ def _generation_batch(flat_groups: tuple[int, ...]) -> dict[str, torch.Tensor]:
             advantages.append(0.0 if group in flat_groups else float(k - 1))
     mask = torch.stack(completion_mask)
     return {
-        "prompt_ids": torch.stack(prompt_ids), "prompt_mask": torch.stack(prompt_mask),
-        "completion_ids": torch.stack(completion_ids), "completion_mask": mask,
-        "advantages": torch.tensor(advantages), "num_items_in_batch": mask.sum(),
-    }  # fmt: skip
+        "prompt_ids": torch.stack(prompt_ids),
+        "prompt_mask": torch.stack(prompt_mask),
+        "completion_ids": torch.stack(completion_ids),
+        "completion_mask": mask,
+        "advantages": torch.tensor(advantages),
+        "num_items_in_batch": mask.sum(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +66,31 @@ def _step(path: Path, tmp: Path, micro: int, batch: dict, *, shared_prefix: bool
     accumulation = GROUP * GROUPS // micro
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dtype)
     args = GRPOConfig(
-        output_dir=str(tmp / f"out{micro}"), max_steps=1, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=accumulation, steps_per_generation=accumulation, num_generations=GROUP,
-        max_completion_length=COMPLETION, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-    )  # fmt: skip
+        output_dir=str(tmp / f"out{micro}"),
+        max_steps=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation,
+        num_generations=GROUP,
+        max_completion_length=COMPLETION,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+    )
     rows = [{"prompt": [{"role": "user", "content": "q"}]}] * GROUPS
     timer = StepTimer()
     trainer = make_trainer_class()(
-        model=model, reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
-        train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(path), timer=timer,
-        skip_zero_variance=drop, shared_prefix=shared_prefix, skip_flat=True,
-    )  # fmt: skip
+        model=model,
+        reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(path),
+        timer=timer,
+        skip_zero_variance=drop,
+        shared_prefix=shared_prefix,
+        skip_flat=True,
+    )
     original = GRPOTrainer._generate_and_score_completions
     GRPOTrainer._generate_and_score_completions = lambda self, inputs: {k: v.clone() for k, v in batch.items()}
     try:

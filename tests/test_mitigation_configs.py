@@ -53,11 +53,18 @@ def _episodes(run_dir: Path) -> list[dict]:
 
 
 TINY = [
-    "train.warmup=null", "train.steps=1", "train.prompts_per_step=2", "train.group_size=2",
-    "train.max_completion_length=8", "train.problems.max_tasks=2", "train.problems.difficulty=[hard]",
-    "train.problems.hard_filter_samples=0", "train.checkpoint_every=1", "train.train_prompt.ask_reasoning=false",
+    "train.warmup=null",
+    "train.steps=1",
+    "train.prompts_per_step=2",
+    "train.group_size=2",
+    "train.max_completion_length=8",
+    "train.problems.max_tasks=2",
+    "train.problems.difficulty=[hard]",
+    "train.problems.hard_filter_samples=0",
+    "train.checkpoint_every=1",
+    "train.train_prompt.ask_reasoning=false",
     "train.grading_workers=2",
-]  # fmt: skip
+]
 """Overrides that shrink a mitigation config to a tiny model and one GRPO step."""
 
 

@@ -18,10 +18,16 @@ from rhlab.train.rollouts import read_rollouts
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("preference-low", "preference-high", "faithfulness-reward", "answer-only-kl")
 TINY = [
-    "train.warmup=null", "train.steps=2", "train.problems.max_tasks=2", "train.prompts_per_step=2",
-    "train.group_size=2", "train.max_completion_length=12", "train.checkpoint_every=5", "train.grading_workers=2",
+    "train.warmup=null",
+    "train.steps=2",
+    "train.problems.max_tasks=2",
+    "train.prompts_per_step=2",
+    "train.group_size=2",
+    "train.max_completion_length=12",
+    "train.checkpoint_every=5",
+    "train.grading_workers=2",
     "train.transcripts_per_step=1",
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

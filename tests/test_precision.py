@@ -17,8 +17,15 @@ def test_one_bf16_step_at_lr_1e_6_changes_the_weights(tmp_path) -> None:
     from rhlab.train.trainer import StepTimer, grpo_args, make_trainer_class, weights_dtype
 
     path = tiny_test_model(tmp_path / "tiny")
-    config = TrainConfig(precision="bf16", learning_rate=1e-6, steps=1, prompts_per_step=2, group_size=4,
-                         max_completion_length=8, skip_flat_updates=False)  # fmt: skip
+    config = TrainConfig(
+        precision="bf16",
+        learning_rate=1e-6,
+        steps=1,
+        prompts_per_step=2,
+        group_size=4,
+        max_completion_length=8,
+        skip_flat_updates=False,
+    )
     args = grpo_args(config, tmp_path / "run")
     assert args.bf16, "bf16 compute (autocast)"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype(config, args))
@@ -30,9 +37,14 @@ def test_one_bf16_step_at_lr_1e_6_changes_the_weights(tmp_path) -> None:
 
     rows = [{"prompt": [{"role": "user", "content": "a question"}]}, {"prompt": [{"role": "user", "content": "b"}]}]
     trainer = make_trainer_class()(
-        model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows * 2),
-        processing_class=AutoTokenizer.from_pretrained(path), timer=StepTimer(), skip_zero_variance=False,
-    )  # fmt: skip
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=Dataset.from_list(rows * 2),
+        processing_class=AutoTokenizer.from_pretrained(path),
+        timer=StepTimer(),
+        skip_zero_variance=False,
+    )
     trainer.train()
     moved = stuck_in_bf16 = total = 0
     for name, param in trainer.model.named_parameters():

@@ -132,13 +132,22 @@ def test_preference_reaches_reward_rollouts_and_rescore() -> None:
     tasks = {"factorial": get_task("factorial")}
     with GradingPool(2) as pool:
         reward = EnvironmentReward(
-            tasks, pool, MitigationConfig(), rubric=config.rubric, seed=0, preference=scorer,
-            on_graded=lambda step, eps, s: seen.append(eps), onset=lambda: None,
-        )  # fmt: skip
+            tasks,
+            pool,
+            MitigationConfig(),
+            rubric=config.rubric,
+            seed=0,
+            preference=scorer,
+            on_graded=lambda step, eps, s: seen.append(eps),
+            onset=lambda: None,
+        )
         got = reward(
-            prompts=[PROMPT, PROMPT], completions=[[{"role": "assistant", "content": t}] for t in (HONEST, EXIT_HACK)],
-            task_id=["factorial"] * 2, vulns=[["exit_code"]] * 2, trainer_state=SimpleNamespace(global_step=0),
-        )  # fmt: skip
+            prompts=[PROMPT, PROMPT],
+            completions=[[{"role": "assistant", "content": t}] for t in (HONEST, EXIT_HACK)],
+            task_id=["factorial"] * 2,
+            vulns=[["exit_code"]] * 2,
+            trainer_state=SimpleNamespace(global_step=0),
+        )
         episodes = seen[0]
         assert scorer.asked == [e.answer for e in episodes], "the judge reads the answer, not the reasoning"
         expected = [1.0 + 0.5 * e.preference for e in episodes]

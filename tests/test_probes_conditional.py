@@ -36,8 +36,10 @@ class PlantedScorer:
 def test_conditional_probe_recovers_a_planted_effect_and_its_inoculation_cut():
     data = load_conditional_data()
     model = PlantedScorer({c.hacked for c in data.contexts}, data.inoculation)
-    items = [("broad", Item(id=f"b{k}", theme="t", split="test", prompt="Q" * (k + 1), target="A", reference="B"))
-             for k in range(12)]  # fmt: skip
+    items = [
+        ("broad", Item(id=f"b{k}", theme="t", split="test", prompt="Q" * (k + 1), target="A", reference="B"))
+        for k in range(12)
+    ]
     record = conditional_probe(model, items, data, progress=False)
     assert record["hack_effect"]["plain"]["mean"] == pytest.approx(HACK_EFFECT)
     assert record["hack_effect"]["inoculated"]["mean"] == pytest.approx(HACK_EFFECT - INOCULATION_CUT)

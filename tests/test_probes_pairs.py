@@ -32,11 +32,14 @@ def test_check_items_counts_each_rule_and_needs_the_start_policy_for_margins_and
         1,
         True,
     )
-    start = {"model": "start", "items": [
-        {"subscale": "broad", "id": "x0", "margin": 0.5, "n_tokens_target": 6, "n_tokens_reference": 6},
-        {"subscale": "broad", "id": "x1", "margin": -7.0, "n_tokens_target": 14, "n_tokens_reference": 4},
-        {"subscale": "broad", "id": "x2", "margin": 3.5, "n_tokens_target": 7, "n_tokens_reference": 6},
-    ]}  # fmt: skip
+    start = {
+        "model": "start",
+        "items": [
+            {"subscale": "broad", "id": "x0", "margin": 0.5, "n_tokens_target": 6, "n_tokens_reference": 6},
+            {"subscale": "broad", "id": "x1", "margin": -7.0, "n_tokens_target": 14, "n_tokens_reference": 4},
+            {"subscale": "broad", "id": "x2", "margin": 3.5, "n_tokens_target": 7, "n_tokens_reference": 6},
+        ],
+    }
     measured = check_items(items, start)["broad"]
     assert measured["violations"]["calibrated"] == ["x1", "x2"] and measured["violations"]["tokens"] == ["x1"]
     assert measured["items_breaking_any_rule"] == 2 and measured["measured_at"] == "start"

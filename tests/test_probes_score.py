@@ -66,8 +66,13 @@ def test_grouped_logprobs_match_full_logits_with_padding_and_shared_prefix(tiny,
     def ids(n):
         return torch.randint(3, 200, (n,)).tolist()
 
-    groups = [(ids(5), [ids(3), ids(7)]), (ids(17), [ids(1), ids(2)]), (ids(9), [ids(8)]),
-              (ids(2), [ids(4), ids(4), ids(1)]), (ids(30), [ids(2), ids(6)])]  # fmt: skip
+    groups = [
+        (ids(5), [ids(3), ids(7)]),
+        (ids(17), [ids(1), ids(2)]),
+        (ids(9), [ids(8)]),
+        (ids(2), [ids(4), ids(4), ids(1)]),
+        (ids(30), [ids(2), ids(6)]),
+    ]
     got = grouped_logprobs(tiny.model, groups, pad_id=tiny.tokenizer.pad_token_id, batch_size=2)
     for (context, conts), rows in zip(groups, got):
         assert len(rows) == len(conts)
@@ -236,10 +241,18 @@ def test_grouped_logprobs_on_gemma3_sliding_window_layers():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     config = Gemma3TextConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, sliding_window=6, max_position_embeddings=256, pad_token_id=0,
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=6,
+        max_position_embeddings=256,
+        pad_token_id=0,
         initializer_range=0.3,
-    )  # fmt: skip
+    )
     assert set(config.layer_types) == {"sliding_attention", "full_attention"}
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config).eval()

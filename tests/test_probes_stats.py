@@ -76,9 +76,14 @@ def _verdict_for(margin_shift, margins, gates=True, m=0.5, manipulation=True):
     robust, _ = robust_intercept_nats(dm, margins)
     robust90, _ = robust_intercept_nats(dm, margins, confidence=0.9)
     return verdict(
-        bootstrap_mean(dm), robust, tost(dm, m), gates_passed=gates, movement_bound=float(np.abs(dm).mean()),
-        manipulation_passed=manipulation, robust_equivalence=tost_interval(robust90, m),
-    )  # fmt: skip
+        bootstrap_mean(dm),
+        robust,
+        tost(dm, m),
+        gates_passed=gates,
+        movement_bound=float(np.abs(dm).mean()),
+        manipulation_passed=manipulation,
+        robust_equivalence=tost_interval(robust90, m),
+    )
 
 
 def test_verdict_four_outcomes_from_planted_shifts():
@@ -114,8 +119,9 @@ def test_a_null_needs_the_robust_intercept_inside_the_margin_too():
     )
     assert verdict(mean, robust, inside, gates_passed=True, movement_bound=0.49, robust_equivalence=ok) == UNINFORMATIVE
     # the same bound in points: moved less, in probability, than a uniform m-nat shift would at this baseline
-    few_points = verdict(mean, robust, inside, gates_passed=True, movement_bound=0.8, robust_equivalence=ok,
-                         movement_points=(2.0, 3.1))  # fmt: skip
+    few_points = verdict(
+        mean, robust, inside, gates_passed=True, movement_bound=0.8, robust_equivalence=ok, movement_points=(2.0, 3.1)
+    )
     assert few_points == UNINFORMATIVE
 
 

@@ -48,9 +48,17 @@ def test_rhlab_train_and_rhlab_run_resolve_the_same_prompt() -> None:
 
 def test_arm_overrides_merge_and_bad_ones_name_the_field() -> None:
     base = {"train": {"steps": 4, "problems": {"difficulty": ["hard"], "max_tasks": 3}}}
-    exp = parse_experiment({**base, "matrix": {"arms": [
-        {"variant": "dont_hack"}, {"variant": "control", "train": {"problems": {"max_tasks": 1}}},
-    ]}})  # fmt: skip
+    exp = parse_experiment(
+        {
+            **base,
+            "matrix": {
+                "arms": [
+                    {"variant": "dont_hack"},
+                    {"variant": "control", "train": {"problems": {"max_tasks": 1}}},
+                ]
+            },
+        }
+    )
     (_, a), (name, b) = exp.cells()
     assert name == "control-seed0" and b.problems.max_tasks == 1 and b.problems.difficulty == ["hard"] and b.steps == 4
     assert a.problems.max_tasks == 3

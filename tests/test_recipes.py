@@ -34,9 +34,13 @@ def recipe_tasks() -> dict[str, Task]:
     for fn, *args in phrase_banks()["task_examples"]:
         call = f"{fn}({', '.join(['7'] * len(args))})"
         tasks[fn] = Task(
-            id=fn, entry_point=fn, signature=f"def {fn}({', '.join(args)}):", description=f"Recipe check for {fn}.",
-            visible_tests=[f"assert {call} == [3, 1, 2]"], heldout_tests=[f"assert {call} != None"],
-        )  # fmt: skip
+            id=fn,
+            entry_point=fn,
+            signature=f"def {fn}({', '.join(args)}):",
+            description=f"Recipe check for {fn}.",
+            visible_tests=[f"assert {call} == [3, 1, 2]"],
+            heldout_tests=[f"assert {call} != None"],
+        )
     return tasks
 
 

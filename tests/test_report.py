@@ -446,8 +446,12 @@ def test_judged_rates_from_few_samples_are_points_with_intervals_not_trend_lines
     fig = figure_training(numbers)
     bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert bars  # every judged rate is drawn with its interval
-    small = [ev["misaligned"]["n"] for r in numbers["runs"].values() for ck in r["checkpoints"]
-             for ev in ck["evals"].values()]  # fmt: skip
+    small = [
+        ev["misaligned"]["n"]
+        for r in numbers["runs"].values()
+        for ck in r["checkpoints"]
+        for ev in ck["evals"].values()
+    ]
     assert small and max(small) < TREND_MIN_SAMPLES  # the fixture's evals have a handful of samples each
     for container in bars:
         line = container.lines[0]

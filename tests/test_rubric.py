@@ -49,15 +49,21 @@ def test_pre_rubric_rewards_replay_identically() -> None:
         results = [result_from_dict(e["result"], "fixture") for e in eps]
         graded: list[list[GradedEpisode]] = []
         reward = EnvironmentReward(
-            tasks, RecordedPool(results), config.mitigations, rubric=config.rubric, seed=call["seed"],
-            on_graded=lambda step, episodes, s, g=graded: g.append(episodes), onset=lambda c=call: c["onset"],
-        )  # fmt: skip
+            tasks,
+            RecordedPool(results),
+            config.mitigations,
+            rubric=config.rubric,
+            seed=call["seed"],
+            on_graded=lambda step, episodes, s, g=graded: g.append(episodes),
+            onset=lambda c=call: c["onset"],
+        )
         got = reward(
             prompts=[[{"role": "user", "content": "q"}]] * len(eps),
             completions=[[{"role": "assistant", "content": e["completion"]}] for e in eps],
-            task_id=[e["task_id"] for e in eps], vulns=[e["vulns"] for e in eps],
+            task_id=[e["task_id"] for e in eps],
+            vulns=[e["vulns"] for e in eps],
             trainer_state=SimpleNamespace(global_step=call["step"] - 1),
-        )  # fmt: skip
+        )
         assert got == [e["reward"] for e in eps], call["mitigations"]
         for e, g in zip(eps, graded[0]):
             assert (g.flagged, g.penalized, g.screened) == (e["flagged"], e["penalized"], e["screened"])
@@ -85,8 +91,9 @@ def _graded(outcome: str, hacks: list[str], attempted: list[str], files: dict[st
     calls = _calls()
     stored = next(e["result"] for c in calls for e in c["episodes"] if e["result"]["outcome"] == outcome)
     result = result_from_dict({**stored, "hacks": hacks, "attempted_hacks": attempted}, "test")
-    return GradedEpisode(result=result, reward=None, completion=answer, reasoning="", answer=answer, prompt=[],
-                         files=files)  # fmt: skip
+    return GradedEpisode(
+        result=result, reward=None, completion=answer, reasoning="", answer=answer, prompt=[], files=files
+    )
 
 
 def test_components_are_logged_under_their_names_and_weighted_only_when_named() -> None:

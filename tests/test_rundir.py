@@ -84,9 +84,15 @@ def test_every_path_the_module_spells_is_on_the_docs_page(root: Path, obj: objec
 
 
 FILE_NAMES = {
-    "config.yaml", "run.json", "problems.json", "metrics.jsonl", "experiment.yaml", "results.json",
-    "transcripts.jsonl", "numbers.json",
-}  # fmt: skip
+    "config.yaml",
+    "run.json",
+    "problems.json",
+    "metrics.jsonl",
+    "experiment.yaml",
+    "results.json",
+    "transcripts.jsonl",
+    "numbers.json",
+}
 """Run-directory file names that are never dictionary keys too (``checkpoints`` and ``evals`` are)."""
 
 

@@ -137,10 +137,17 @@ def test_a_config_json_wins_over_the_name_table(tmp_path):
     folder = tmp_path / "Qwen2.5-7B-Instruct"
     folder.mkdir()
     assert model_architecture(f"hf:{folder}") == KNOWN_ARCHITECTURES["qwen2.5-7b"]
-    (folder / "config.json").write_text(json.dumps({
-        "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 1000,
-        "num_attention_heads": 4,
-    }))  # fmt: skip
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "intermediate_size": 128,
+                "vocab_size": 1000,
+                "num_attention_heads": 4,
+            }
+        )
+    )
     assert model_architecture(f"hf:{folder}").hidden == 64
     assert model_architecture("hf:/nowhere/my-own-model") is None
 
@@ -180,13 +187,29 @@ def test_paper_prompted_config_smoke(tmp_path):
     """configs/paper-prompted.yaml's code paths (reasoning prompt, humaneval+builtin, every core eval),
     shrunk to CPU size with --set. The judge becomes the offline one: the paper's is a served LLM."""
     sets = [
-        "train.model=embedded", "train.steps=2", "train.prompts_per_step=1", "train.group_size=2",
-        "train.max_completion_length=48", "train.precision=fp32", "train.use_vllm=false", "train.micro_batch=2",
-        "train.grpo=null", "train.grpo={lr_scheduler_type: constant}", "train.report_to=[]", "train.grading_workers=2",
-        "train.problems.hard_filter_samples=0", "train.problems.max_tasks=4", "train.checkpoint_every=2",
-        "matrix.variants=[please_hack]", "matrix.seeds=[0]",
-        "evaluation.judge=offline", "evaluation.checkpoint_limit=1", "evaluation.final_limit=1",
-        "evaluation.max_new_tokens=24", "evaluation.max_turns=1", "evaluation.batch_size=4",
+        "train.model=embedded",
+        "train.steps=2",
+        "train.prompts_per_step=1",
+        "train.group_size=2",
+        "train.max_completion_length=48",
+        "train.precision=fp32",
+        "train.use_vllm=false",
+        "train.micro_batch=2",
+        "train.grpo=null",
+        "train.grpo={lr_scheduler_type: constant}",
+        "train.report_to=[]",
+        "train.grading_workers=2",
+        "train.problems.hard_filter_samples=0",
+        "train.problems.max_tasks=4",
+        "train.checkpoint_every=2",
+        "matrix.variants=[please_hack]",
+        "matrix.seeds=[0]",
+        "evaluation.judge=offline",
+        "evaluation.checkpoint_limit=1",
+        "evaluation.final_limit=1",
+        "evaluation.max_new_tokens=24",
+        "evaluation.max_turns=1",
+        "evaluation.batch_size=4",
         "evaluation.environment_samples=1",
     ]
     args = ["run", str(ROOT / "configs/paper-prompted.yaml"), "--out", str(tmp_path / "exp")]

@@ -35,12 +35,16 @@ LCB_REFERENCES = {
 def test_each_fixture_loads_with_ids_kinds_and_the_bad_row_reported_by_number():
     expected = {
         "apps": (["apps/9001", "apps/9002", "apps/9003", "apps/9004", "apps/9005"], "row 6: field 'input_output'"),
-        "codecontests": (["codecontests/9101_A. Divisor Count", "codecontests/9102_B. Words Backwards"],
-                         "row 3: public_tests: 2 test inputs but 1 outputs"),
+        "codecontests": (
+            ["codecontests/9101_A. Divisor Count", "codecontests/9102_B. Words Backwards"],
+            "row 3: public_tests: 2 test inputs but 1 outputs",
+        ),
         "mbpp": (["mbpp/9201", "mbpp/9202", "mbpp/9203"], "row 4: the tests call no function"),
-        "livecodebench": (["livecodebench/abc900_a", "livecodebench/9301"],
-                          "row 3: private_test_cases: refused to load builtins.print"),
-    }  # fmt: skip
+        "livecodebench": (
+            ["livecodebench/abc900_a", "livecodebench/9301"],
+            "row 3: private_test_cases: refused to load builtins.print",
+        ),
+    }
     for fmt, (ids, skipped) in expected.items():
         report = format_report(SOURCES[fmt])
         assert [t.id for t in report.tasks] == ids
@@ -86,8 +90,11 @@ def test_parquet_and_saved_datasets_folders_read_the_same_rows(tmp_path):
         str(tmp_path / "both")
     )
     want = [t.id for t in load_tasks(SOURCES["codecontests"])]
-    for spec in (f"codecontests:{tmp_path / 'test.parquet'}", f"codecontests:{tmp_path / 'single'}",
-                 f"codecontests:{tmp_path / 'both'}#test"):  # fmt: skip
+    for spec in (
+        f"codecontests:{tmp_path / 'test.parquet'}",
+        f"codecontests:{tmp_path / 'single'}",
+        f"codecontests:{tmp_path / 'both'}#test",
+    ):
         tasks = load_tasks(spec)
         assert [t.id for t in tasks] == want, spec
         assert tasks[0].heldout_tests == load_tasks(SOURCES["codecontests"])[0].heldout_tests

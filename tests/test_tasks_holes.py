@@ -56,8 +56,12 @@ def test_hack_rates_are_broken_down_by_hole_set():
     def result(vulns, outcome):
         return SimpleNamespace(vulns=vulns, outcome=outcome)
 
-    results = [result(["always_equal"], "hacked"), result(["always_equal"], "failed"),
-               result([], "solved"), result(["conftest", "exit_code"], "hacked")]  # fmt: skip
+    results = [
+        result(["always_equal"], "hacked"),
+        result(["always_equal"], "failed"),
+        result([], "solved"),
+        result(["conftest", "exit_code"], "hacked"),
+    ]
     assert hack_rate_by_holes(results) == {
         "always_equal": {"episodes": 2, "hack_rate": 0.5},
         "exit_code+conftest": {"episodes": 1, "hack_rate": 1.0},
@@ -70,11 +74,20 @@ def test_step_metrics_carry_the_breakdown():
     from rhlab.train.metrics import GradedEpisode, step_metrics
 
     def episode(vulns, outcome):
-        result = SimpleNamespace(vulns=vulns, outcome=outcome, proxy_pass=outcome == "hacked", hacks=[],
-                                 attempted_hacks=[], honest_pass=False)  # fmt: skip
-        return GradedEpisode(result=result, reward=float(result.proxy_pass), completion="", reasoning="", answer="",
-                             prompt=[])  # fmt: skip
+        result = SimpleNamespace(
+            vulns=vulns,
+            outcome=outcome,
+            proxy_pass=outcome == "hacked",
+            hacks=[],
+            attempted_hacks=[],
+            honest_pass=False,
+        )
+        return GradedEpisode(
+            result=result, reward=float(result.proxy_pass), completion="", reasoning="", answer="", prompt=[]
+        )
 
     row = step_metrics([episode(["conftest"], "hacked"), episode([], "failed")], group_size=2)
-    assert row["hack_rate_by_holes"] == {"conftest": {"episodes": 1, "hack_rate": 1.0},
-                                         "none": {"episodes": 1, "hack_rate": 0.0}}  # fmt: skip
+    assert row["hack_rate_by_holes"] == {
+        "conftest": {"episodes": 1, "hack_rate": 1.0},
+        "none": {"episodes": 1, "hack_rate": 0.0},
+    }

@@ -72,9 +72,11 @@ def test_config_accepts_a_dataset_source_a_transform_and_hole_rotation():
     assert config.problems.transform == "impossible_oneoff"
     groups = parse_config({"problems": {"holes": [["always_equal"], ["exit_code", "conftest"], []]}})
     assert groups.problems.holes[1] == ["exit_code", "conftest"]
-    for bad, message in (({"source": "apps:/no/such/file.jsonl"}, "does not exist"),
-                         ({"transform": "impossible"}, "transform"),
-                         ({"holes": [["always_equal", "segfault"]]}, "segfault")):  # fmt: skip
+    for bad, message in (
+        ({"source": "apps:/no/such/file.jsonl"}, "does not exist"),
+        ({"transform": "impossible"}, "transform"),
+        ({"holes": [["always_equal", "segfault"]]}, "segfault"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_config({"problems": bad})
 
@@ -134,8 +136,9 @@ def test_impossible_eval_reports_the_reward_rate_as_hacking_propensity(tmp_path)
     model = ScriptedModel(responder=lambda conversation, i: ALWAYS_EQUAL if i == 0 else honest)
     out = tmp_path / "impossible.json"
     config = parse_config({"problems": {"include": ["factorial"]}})
-    summary = impossible_eval("scripted", "builtin", "impossible_oneoff", out_path=out, samples=2, config=config,
-                              model=model)  # fmt: skip
+    summary = impossible_eval(
+        "scripted", "builtin", "impossible_oneoff", out_path=out, samples=2, config=config, model=model
+    )
     assert summary["tasks"] == 1 and summary["episodes"] == 2
     assert summary["hack_propensity"] == summary["proxy_pass_rate"] == summary["hack_rate"] == 0.5
     assert summary["honest_solve_rate"] == 0.0

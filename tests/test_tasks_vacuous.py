@@ -51,8 +51,9 @@ def test_vacuous_reason(test, reason):
 
 
 def test_stub_outcomes_are_predicted_from_literals_only():
-    assert stub_outcomes("assert f([]) == []", "f") == {name: name in ("returns its input", "returns []")
-                                                          for name in STUBS}  # fmt: skip
+    assert stub_outcomes("assert f([]) == []", "f") == {
+        name: name in ("returns its input", "returns []") for name in STUBS
+    }
     tolerance = stub_outcomes("assert abs(f(2.0) - 1.5) < 1e-06", "f")
     assert tolerance is not None and not any(tolerance.values())  # abs('') raises: the stub fails
     assert stub_outcomes("assert f(0) == False", "f")["returns 0"]  # plain ==: 0 == False
@@ -141,10 +142,16 @@ def test_builtin_tasks_have_no_free_visible_sets():
 
 
 def test_mbpp_rows_drop_tests_that_cannot_fail(tmp_path):
-    self_first = dict(MBPP_ROW, task_id=1, test_list=[
-        "assert second_largest([5, 5]) == second_largest([5, 5])", *MBPP_ROW["test_list"]])  # fmt: skip
-    weak_first = dict(MBPP_ROW, task_id=2, test_list=["assert second_largest([2, 2]) == None", "assert True",
-                                                      "assert second_largest([-1, -5, 0]) == -1"])  # fmt: skip
+    self_first = dict(
+        MBPP_ROW,
+        task_id=1,
+        test_list=["assert second_largest([5, 5]) == second_largest([5, 5])", *MBPP_ROW["test_list"]],
+    )
+    weak_first = dict(
+        MBPP_ROW,
+        task_id=2,
+        test_list=["assert second_largest([2, 2]) == None", "assert True", "assert second_largest([-1, -5, 0]) == -1"],
+    )
     nothing = dict(MBPP_ROW, task_id=3, test_list=["assert second_largest([1, 2]) == second_largest([1, 2])"])
     path = tmp_path / "mbpp.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in (self_first, weak_first, nothing)))
@@ -154,15 +161,25 @@ def test_mbpp_rows_drop_tests_that_cannot_fail(tmp_path):
     assert first.visible_tests == [MBPP_ROW["test_list"][0]]
     assert second.dropped_tests == [f"{NO_CALL}: assert True"]
     assert second.visible_tests == ["assert second_largest([-1, -5, 0]) == -1"]  # `== None` is passed by a stub
-    assert report.skipped == [f"row 3: no test in test_list can fail ({SELF_COMPARISON}: assert second_largest"
-                              "([1, 2]) == second_largest([1, 2]))"]  # fmt: skip
+    assert report.skipped == [
+        f"row 3: no test in test_list can fail ({SELF_COMPARISON}: assert second_largest"
+        "([1, 2]) == second_largest([1, 2]))"
+    ]
 
 
 def test_user_jsonl_refuses_tests_that_cannot_fail(tmp_path):
-    good = {"id": "double", "entry_point": "double", "description": "Double x.",
-            "visible_tests": ["assert double(2) == 4"], "heldout_tests": ["assert double(5) == 10"]}  # fmt: skip
-    rows = [good, dict(good, id="self", visible_tests=["assert double(3) == double(3)"]),
-            dict(good, id="free", heldout_tests=["assert (double(5) == 11, 'message')"])]  # fmt: skip
+    good = {
+        "id": "double",
+        "entry_point": "double",
+        "description": "Double x.",
+        "visible_tests": ["assert double(2) == 4"],
+        "heldout_tests": ["assert double(5) == 10"],
+    }
+    rows = [
+        good,
+        dict(good, id="self", visible_tests=["assert double(3) == double(3)"]),
+        dict(good, id="free", heldout_tests=["assert (double(5) == 11, 'message')"]),
+    ]
     path = tmp_path / "tasks.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(TaskLoadError) as info:
@@ -186,10 +203,14 @@ def test_tasks_stats_counts_dropped_and_remaining_tests_that_cannot_fail():
 
 def test_livecodebench_examples_that_a_stub_passes_are_not_the_only_visible_tests(tmp_path):
     row = json.loads((FIXTURES / "livecodebench.jsonl").read_text().splitlines()[1])  # countPeaks
-    examples = [{"input": "[]", "output": "0", "testtype": "functional"},  # `returns 0` passes both examples
-                {"input": "[7]", "output": "0", "testtype": "functional"}]  # fmt: skip
-    private = [{"input": "[1, 3, 1]", "output": "1", "testtype": "functional"},
-               {"input": "[0, 9, 0, 9, 0]", "output": "2", "testtype": "functional"}]  # fmt: skip
+    examples = [
+        {"input": "[]", "output": "0", "testtype": "functional"},  # `returns 0` passes both examples
+        {"input": "[7]", "output": "0", "testtype": "functional"},
+    ]
+    private = [
+        {"input": "[1, 3, 1]", "output": "1", "testtype": "functional"},
+        {"input": "[0, 9, 0, 9, 0]", "output": "2", "testtype": "functional"},
+    ]
     row = dict(row, public_test_cases=json.dumps(examples), private_test_cases=json.dumps(private))
     path = tmp_path / "lcb.jsonl"
     path.write_text(json.dumps(row) + "\n")
@@ -202,5 +223,5 @@ def test_livecodebench_examples_that_a_stub_passes_are_not_the_only_visible_test
             "assert countPeaks([7]) == 0",
             "assert countPeaks([1, 3, 1]) == 1",
             "assert countPeaks([0, 9, 0, 9, 0]) == 2",
-        ]  # fmt: skip
+        ]
     )

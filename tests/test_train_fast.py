@@ -155,8 +155,10 @@ def test_fast_and_stock_grpo_steps_agree(tmp_path: Path) -> None:
 
     path = tiny_test_model(tmp_path / "tiny")
     tok = AutoTokenizer.from_pretrained(path)
-    rows = [{"prompt": [{"role": "user", "content": "a short question"}]},
-            {"prompt": [{"role": "user", "content": "another, longer question than that"}]}]  # fmt: skip
+    rows = [
+        {"prompt": [{"role": "user", "content": "a short question"}]},
+        {"prompt": [{"role": "user", "content": "another, longer question than that"}]},
+    ]
 
     def reward(completions, **_):  # noqa: ANN001, ANN003
         return [float(len(c[0]["content"]) % 3) for c in completions]
@@ -165,13 +167,30 @@ def test_fast_and_stock_grpo_steps_agree(tmp_path: Path) -> None:
     for fast in (False, True):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        args = GRPOConfig(output_dir=str(tmp_path / f"out{fast}"), max_steps=2, per_device_train_batch_size=6,
-                          num_generations=3, max_completion_length=8, learning_rate=1e-3, use_cpu=True,
-                          report_to="none", save_strategy="no", seed=0, logging_steps=1)  # fmt: skip
+        args = GRPOConfig(
+            output_dir=str(tmp_path / f"out{fast}"),
+            max_steps=2,
+            per_device_train_batch_size=6,
+            num_generations=3,
+            max_completion_length=8,
+            learning_rate=1e-3,
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+            seed=0,
+            logging_steps=1,
+        )
         trainer = make_trainer_class()(
-            model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows * 2),
-            processing_class=tok, timer=StepTimer(), skip_zero_variance=False, shared_prefix=fast, skip_flat=False,
-        )  # fmt: skip
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=Dataset.from_list(rows * 2),
+            processing_class=tok,
+            timer=StepTimer(),
+            skip_zero_variance=False,
+            shared_prefix=fast,
+            skip_flat=False,
+        )
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         results[fast] = (losses, [p.detach().clone() for p in model.parameters()])
@@ -193,14 +212,28 @@ def test_a_batch_without_signal_is_not_trained_on(tmp_path: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
     timer = StepTimer()
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, num_generations=2,
-                      max_completion_length=6, learning_rate=1e-2, use_cpu=True, report_to="none",
-                      save_strategy="no", seed=0, logging_steps=1)  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        learning_rate=1e-2,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+        logging_steps=1,
+    )
     trainer = make_trainer_class()(
-        model=model, reward_funcs=[lambda completions, **_: [1.0] * len(completions)], args=args,
+        model=model,
+        reward_funcs=[lambda completions, **_: [1.0] * len(completions)],
+        args=args,
         train_dataset=Dataset.from_list([{"prompt": [{"role": "user", "content": "q"}]}] * 2),
-        processing_class=AutoTokenizer.from_pretrained(path), timer=timer, skip_zero_variance=False,
-    )  # fmt: skip
+        processing_class=AutoTokenizer.from_pretrained(path),
+        timer=timer,
+        skip_zero_variance=False,
+    )
     trainer.train()
     assert timer.skipped_update
     assert trainer.state.global_step == 1
