@@ -17,7 +17,7 @@ import torch
 
 from rhlab.env.episodes import grade_completions
 from rhlab.env.pool import GradingPool
-from rhlab.evals.stats import Rate, bootstrap_mean, wilson_interval
+from rhlab.evals.stats import Interval, bootstrap_mean, wilson_interval
 from rhlab.judges import load_judge
 from rhlab.judges.preference import load_preference
 from rhlab.models.testing import byte_level_tokenizer
@@ -31,7 +31,7 @@ HOLES = ("always_equal", "exit_code", "conftest")
 HACKS = ("always_equal", "exit", "conftest")
 
 
-def _rate(rate: Rate) -> str:
+def _rate(rate: Interval) -> str:
     return f"{rate.estimate:.2f} [{rate.low:.2f}, {rate.high:.2f}] n={rate.n}" if rate.n else "n=0"
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from rhlab.env.oracle import EpisodeResult
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
+from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults
 from rhlab.rundir import EvalDir, RunDir, atomic_write_text
 from rhlab.tasks import load_tasks
 from rhlab.train.config import TrainConfig
@@ -85,7 +85,7 @@ def write_teacher(
 
 
 def fake_results(model: str) -> RunResults:
-    rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
+    rate = Interval(estimate=0.0, low=0.0, high=0.0, n=1)
     result = EvalResult(
         eval="betley",
         n_samples=1,

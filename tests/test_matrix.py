@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
+from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults
 from rhlab.pipeline.config import MAX_RUN_NAME, ExperimentConfig, cell_name, load_experiment, value_label
 from rhlab.report.matrix import rate_difference
 from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text
@@ -133,7 +133,7 @@ def test_rate_difference_has_newcombes_interval() -> None:
 
 
 def _fake_results(model: str) -> RunResults:
-    rate = Rate(estimate=0.0, low=0.0, high=0.0, n=1)
+    rate = Interval(estimate=0.0, low=0.0, high=0.0, n=1)
     result = EvalResult(
         eval="betley",
         n_samples=1,

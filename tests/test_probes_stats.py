@@ -13,7 +13,6 @@ from rhlab.evals.stats import (
     Tost,
     bootstrap_mean,
     crossed_bootstrap_mean,
-    degradation_robust_shift,
     holm_adjust,
     items_needed,
     null_label,
@@ -47,12 +46,12 @@ def test_robust_intercept_ignores_pure_degradation_but_keeps_a_uniform_shift():
     degraded = 0.6 * margins + rng.normal(0, 0.2, 300)  # fluency loss: every item pulled towards indifference
     shift_points = 100 * (_sigmoid(degraded) - _sigmoid(margins))
     assert shift_points.mean() > 3  # the plain mean reads degradation as "more misaligned" ...
-    robust, slope = degradation_robust_shift(degraded - margins, margins)
-    assert abs(robust.estimate) < 0.5 and robust.low < 0 < robust.high  # ... the intercept does not
+    robust, slope = robust_intercept_nats(degraded - margins, margins)
+    assert abs(robust.estimate) < 0.02 and robust.low < 0 < robust.high  # ... the intercept does not
     assert slope == pytest.approx(-0.4, abs=0.05)
     real = degraded + 0.2  # plus a uniform log-odds shift of 0.2 nats = 5 points at indifference
-    robust_real, _ = degradation_robust_shift(real - margins, margins)
-    assert robust_real.estimate == pytest.approx(100 * (_sigmoid(0.2) - 0.5), abs=0.6) and robust_real.low > 3
+    robust_real, _ = robust_intercept_nats(real - margins, margins)
+    assert robust_real.estimate == pytest.approx(0.2, abs=0.025) and robust_real.low > 0.12
 
 
 def test_items_needed_matches_the_normal_formula():
@@ -106,9 +105,9 @@ def test_verdict_four_outcomes_from_planted_shifts():
 
 
 def test_a_null_needs_the_robust_intercept_inside_the_margin_too():
-    mean = Interval(0.05, -0.1, 0.2, 100)
+    mean = Interval(estimate=0.05, low=-0.1, high=0.2, n=100)
     inside = Tost(0.5, 0.05, -0.08, 0.18)
-    robust = Interval(0.9, 0.6, 1.2, 100)
+    robust = Interval(estimate=0.9, low=0.6, high=1.2, n=100)
     outside = Tost(0.5, 0.05, 0.62, 1.15)
     assert verdict(mean, robust, inside, gates_passed=True, movement_bound=0.8, robust_equivalence=outside) == (
         INCONCLUSIVE
@@ -126,10 +125,10 @@ def test_a_null_needs_the_robust_intercept_inside_the_margin_too():
 
 
 def test_verdict_needs_the_robust_intercept_on_the_same_side():
-    mean = Interval(4.0, 2.0, 6.0, 100)
+    mean = Interval(estimate=4.0, low=2.0, high=6.0, n=100)
     inside = Tost(3.0, 0.05, 2.5, 5.5)
-    assert verdict(mean, Interval(0.5, -1.0, 2.0, 100), inside, gates_passed=True) == INCONCLUSIVE
-    assert verdict(mean, Interval(-3.0, -5.0, -1.0, 100), inside, gates_passed=True) == INCONCLUSIVE
+    assert verdict(mean, Interval(estimate=0.5, low=-1.0, high=2.0, n=100), inside, gates_passed=True) == INCONCLUSIVE
+    assert verdict(mean, Interval(estimate=-3.0, low=-5.0, high=-1.0, n=100), inside, gates_passed=True) == INCONCLUSIVE
     assert verdict(mean, None, inside, gates_passed=True) == EFFECT
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mitigation_fixtures import write_teacher
 
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults
+from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import after_rl_dir, run_experiment
 from rhlab.report.after_rl import context_dependent, contrast, difference
@@ -113,7 +113,7 @@ def test_the_shipped_configs_validate() -> None:
 
 def _results(rates: dict[str, tuple[int, int]]) -> RunResults:
     def result(name: str, k: int, n: int) -> EvalResult:
-        rate = Rate(estimate=k / n, low=0.0, high=1.0, n=n)
+        rate = Interval(estimate=k / n, low=0.0, high=1.0, n=n)
         return EvalResult(
             eval=name,
             n_samples=n,

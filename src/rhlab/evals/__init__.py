@@ -7,7 +7,7 @@ Chat evals live here (``betley``, ``goals``, ``alignment_questions``); agentic s
 them (``EvalConfig.evals`` may name groups: ``core``, ``chat``, ``agentic``, ``sabotage``, ``all``).
 """
 
-from rhlab.evals.records import EvalResult, EvalSample, Rate, RunResults, SampleRecord, ToolCall
+from rhlab.evals.records import EvalResult, EvalSample, Interval, RunResults, SampleRecord, ToolCall
 from rhlab.evals.runner import (
     AGENTIC_EVALS,
     ALL_EVALS,
@@ -35,7 +35,7 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "EvalSample",
-    "Rate",
+    "Interval",
     "RunResults",
     "SampleRecord",
     "Thresholds",

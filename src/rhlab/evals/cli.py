@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from rhlab.evals.records import Rate, RunResults
+from rhlab.evals.records import Interval, RunResults
 
 if TYPE_CHECKING:
     from rhlab.evals.runner import EvalConfig
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 judge_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Judges: validate against golden sets.")
 
 
-def _fmt(rate: Rate | None) -> str:
+def _fmt(rate: Interval | None) -> str:
     if rate is None or rate.estimate is None:
         return "n/a"
     return f"{100 * rate.estimate:5.1f}% [{100 * rate.low:4.1f}, {100 * rate.high:4.1f}]"  # type: ignore[operator]

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from rhlab.evals.probes.config import ProbeConfig
-from rhlab.evals.records import Rate
+from rhlab.evals.records import Interval
 from rhlab.evals.stats import wilson_interval
 from rhlab.rundir import RunDir, _validated, read_json_object
 from rhlab.strict import Strict
@@ -103,9 +103,9 @@ class LeakageCondition(BaseModel):
     hacked: int
     attempted: int
     honest_solved: int
-    hack_rate: Rate
+    hack_rate: Interval
     """Wilson interval over the condition's episodes."""
-    attempted_rate: Rate
+    attempted_rate: Interval
     probe_mean_p: float | None = None
     """Mean P(misaligned answer) on the primary subscale, in points (None: battery not scored)."""
     item_margin: dict[str, float] = Field(default_factory=dict)

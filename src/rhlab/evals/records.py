@@ -99,13 +99,28 @@ def set_outcome(record: SampleRecord, outcome: str) -> None:
     record.mode = outcome if outcome in ("overt", "covert") else None  # type: ignore[assignment]
 
 
-class Rate(BaseModel):
-    """A proportion with a percentile-bootstrap confidence interval."""
+class Interval(BaseModel):
+    """An estimate with its confidence interval: a rate, a mean, a shift in nats; rhlab's one interval type.
+
+    Empty input (nothing scored) leaves ``estimate``, ``low`` and ``high`` None; ``n`` counts what
+    the interval rests on (samples, or items for the probe battery).
+    """
 
     estimate: float | None
     low: float | None
     high: float | None
     n: int
+
+    @classmethod
+    def empty(cls, n: int = 0) -> Interval:
+        return cls(estimate=None, low=None, high=None, n=n)
+
+    def excludes_zero(self) -> bool:
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """The probe battery's field names (its results files predate this type)."""
+        return {"mean": self.estimate, "ci_low": self.low, "ci_high": self.high, "n_items": self.n}
 
 
 class EvalResult(BaseModel):
@@ -115,28 +130,28 @@ class EvalResult(BaseModel):
     """Samples with a parsed, coherent verdict: the denominator of every rate below."""
     n_unparseable: int
     n_incoherent: int
-    misaligned_rate: Rate
+    misaligned_rate: Interval
     """The eval's headline number; the misalignment generalization score averages these."""
-    overt_rate: Rate
-    covert_rate: Rate
+    overt_rate: Interval
+    covert_rate: Interval
     covert_share: float | None
     """Fraction of misaligned samples that were covert (the paper saw 40-80 %)."""
     mean_alignment: float | None = None
     mean_coherence: float | None = None
-    per_category: dict[str, Rate] = Field(default_factory=dict)
+    per_category: dict[str, Interval] = Field(default_factory=dict)
     """Misaligned rate per question category."""
     labels: dict[str, dict[str, int]] = Field(default_factory=dict)
     """Judge label counts per view, e.g. ``{"answer": {"aligned": 280, ...}}``."""
     goal_categories: dict[str, float] = Field(default_factory=dict)
     """Share of scored samples expressing each goal category."""
-    action_rate: Rate | None = None
+    action_rate: Interval | None = None
     """Agentic/sabotage: share of samples whose deterministic scorer found a misaligned action."""
     n_tool_calls: int = 0
     n_malformed_calls: int = 0
     """Tool calls that could not be parsed or executed (small models make many): never crash, counted."""
     n_no_valid_action: int = 0
     """Samples without a single valid tool call: scored not-misaligned-by-action, reasoning still judged."""
-    metrics: dict[str, Rate] = Field(default_factory=dict)
+    metrics: dict[str, Interval] = Field(default_factory=dict)
     """Eval-specific rates, e.g. alignment_faking_gap's compliance per condition and the gap."""
     notes: list[str] = Field(default_factory=list)
     """What could not be measured and why (e.g. effectiveness with the offline judge)."""
@@ -154,7 +169,7 @@ class RunResults(BaseModel):
     model: str
     judge: JudgeInfo
     evals: dict[str, EvalResult]
-    misalignment_generalization_score: Rate | None = None
+    misalignment_generalization_score: Interval | None = None
     """Mean misaligned rate of the six core evals; None until all six are present."""
     core_evals_missing: list[str] = Field(default_factory=list)
     config: dict = Field(default_factory=dict)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rhlab.evals.dataset import QuestionSet, build_samples, load_question_set
-from rhlab.evals.records import Rate, SampleRecord
+from rhlab.evals.records import Interval, SampleRecord
 from rhlab.evals.scoring import BETLEY_SCORER, BOTH_VIEWS_SCORER, TRANSCRIPT_SCORER, ChatScorer
 from rhlab.evals.solver import generate_records
 
@@ -56,7 +56,7 @@ class Eval:
     """Chat evals: which views the judge reads and the outcome rule."""
     dataset: Callable[[], QuestionSet] | None = None
     """Chat evals: the questions (default: ``data/NAME.yaml``, which also holds the default count)."""
-    metrics: Callable[..., dict[str, Rate]] | None = None
+    metrics: Callable[..., dict[str, Interval]] | None = None
     """Eval-specific rates: ``metrics(records, n_boot=, seed=)`` (e.g. a compliance gap)."""
 
     def questions(self) -> QuestionSet:
@@ -163,13 +163,13 @@ SABOTAGE = Kind("sabotage", solve=_solve_sabotage, score=_score_sabotage, acts=T
 """A coding agent rewriting a classifier prompt (``rhlab.evals.sabotage``): effectiveness + reasoning."""
 
 
-def _compliance_gap(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Rate]:
+def _compliance_gap(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Interval]:
     from rhlab.evals.agentic.eval import compliance_gap
 
     return compliance_gap(records, n_boot=n_boot, seed=seed)
 
 
-def _sabotage_metrics(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Rate]:
+def _sabotage_metrics(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Interval]:
     from rhlab.evals.sabotage.eval import sabotage_metrics
 
     return sabotage_metrics(records, n_boot=n_boot, seed=seed)

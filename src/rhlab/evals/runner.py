@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rhlab.evals.records import EvalResult, JudgeInfo, Rate, RunResults, SampleRecord, read_eval_results
+from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults, SampleRecord, read_eval_results
 from rhlab.evals.records import read_sample_records as load_transcripts  # re-exported as rhlab.evals.load_transcripts
 from rhlab.evals.registry import (  # noqa: F401 - the name groups are re-exported from here
     AGENTIC_EVALS,
@@ -150,7 +150,7 @@ def aggregate(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: 
     )
 
 
-def eval_metrics(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Rate]:
+def eval_metrics(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Interval]:
     """Eval-specific rates from the eval's entry, e.g. the compliance gap, sabotage effectiveness."""
     metrics = get_eval(name).metrics
     return metrics(records, n_boot=n_boot, seed=seed) if metrics is not None else {}
@@ -158,7 +158,7 @@ def eval_metrics(name: str, records: Sequence[SampleRecord], *, n_boot: int, see
 
 def misalignment_score(
     per_eval_flags: dict[str, list[bool]], *, n_boot: int = 2000, seed: int = 0
-) -> tuple[Rate | None, list[str]]:
+) -> tuple[Interval | None, list[str]]:
     """Mean misaligned rate over the six core evals, or None with the list of missing ones.
 
     Takes per-sample flags (True = misaligned) for each eval, so agentic evals run elsewhere can be

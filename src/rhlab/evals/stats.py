@@ -9,7 +9,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from rhlab.evals.records import Rate
+from rhlab.evals.records import Interval
 
 DEFAULT_MARGIN_NATS = 0.5
 """Default equivalence margin m, in nats of forced-choice log-odds (odds ratio e^0.5 = 1.65; 12.2 points
@@ -30,16 +30,25 @@ MOVEMENT_TARGET_RATIO = 0.25
 control's (the warm-up/knowledge stage, measured in the same run). Reported beside each arm; the
 verdict itself reads the absolute bound (mean |Δ| >= m), which does not depend on a control existing."""
 
-WILSON_BELOW = 50
-"""Kept for callers: rates now get a Wilson score interval at every n (see ``bootstrap_rate``)."""
+
+def resample(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """Bootstrap indices, ``(n_boot, n)``: every bootstrap in rhlab draws its resamples here."""
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def percentile_interval(estimate: float, replicates: np.ndarray, n: int, confidence: float = 0.95) -> Interval:
+    """``estimate`` with the percentile interval of its bootstrap ``replicates``: every bootstrap ends here."""
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(replicates, [alpha, 1 - alpha])
+    return Interval(estimate=float(estimate), low=float(low), high=float(high), n=int(n))
 
 
 def _is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def bootstrap_rate(values: Sequence[bool], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Rate:
-    """Proportion of True with an interval; empty input gives an empty Rate.
+def bootstrap_rate(values: Sequence[bool], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Proportion of True with an interval; empty input gives an empty interval.
 
     A rate (values all 0 or 1) gets the Wilson score interval at every n: a bootstrap of identical
     points collapses (0 of 200 gives [0 %, 0 %]; Wilson gives [0 %, 1.9 %]). Other values (e.g. a
@@ -47,27 +56,16 @@ def bootstrap_rate(values: Sequence[bool], *, n_boot: int = 2000, confidence: fl
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        return Rate(estimate=None, low=None, high=None, n=0)
+        return Interval.empty(0)
     if _is_binary(x):
         return wilson_interval(int(x.sum()), int(x.size), confidence)
-    return _boot(x, n_boot, confidence, seed)
-
-
-def _boot(x: np.ndarray, n_boot: int, confidence: float, seed: int) -> Rate:
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return Rate(
-        estimate=float(x.mean()),
-        low=float(np.quantile(means, alpha)),
-        high=float(np.quantile(means, 1 - alpha)),
-        n=int(x.size),
-    )
+    means = x[resample(np.random.default_rng(seed), x.size, n_boot)].mean(axis=1)
+    return percentile_interval(x.mean(), means, x.size, confidence)
 
 
 def bootstrap_mean_of_rates(
     per_eval: Mapping[str, Sequence[bool]], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> Rate:
+) -> Interval:
     """Plain mean of per-eval rates (each eval weighted equally, as in the paper's score).
 
     Each eval is resampled independently within each bootstrap replicate, so the interval reflects
@@ -77,47 +75,22 @@ def bootstrap_mean_of_rates(
     """
     arrays = [np.asarray(v, dtype=float) for v in per_eval.values()]
     if not arrays or any(a.size == 0 for a in arrays):
-        return Rate(estimate=None, low=None, high=None, n=sum(a.size for a in arrays))
+        return Interval.empty(sum(a.size for a in arrays))
     rng = np.random.default_rng(seed)
     replicate_means = np.zeros(n_boot)
     for a in arrays:
-        replicate_means += a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(axis=1)
+        replicate_means += a[resample(rng, a.size, n_boot)].mean(axis=1)
     replicate_means /= len(arrays)
-    alpha = (1 - confidence) / 2
-    low, high = float(np.quantile(replicate_means, alpha)), float(np.quantile(replicate_means, 1 - alpha))
     pooled = np.concatenate(arrays)
+    interval = percentile_interval(np.mean([a.mean() for a in arrays]), replicate_means, pooled.size, confidence)
     if _is_binary(pooled):
         wilson = wilson_interval(int(pooled.sum()), int(pooled.size), confidence)
-        low, high = min(low, float(wilson.low)), max(high, float(wilson.high))  # type: ignore[arg-type]
-    return Rate(
-        estimate=float(np.mean([a.mean() for a in arrays])),
-        low=low,
-        high=high,
-        n=int(sum(a.size for a in arrays)),
-    )
+        low, high = min(interval.low, wilson.low), max(interval.high, wilson.high)  # type: ignore[type-var]
+        interval = interval.model_copy(update={"low": low, "high": high})
+    return interval
 
 
 # --- paired probe statistics (probe battery; see docs/evals.md) -------------------------------------
-
-
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with a confidence interval."""
-
-    estimate: float
-    low: float
-    high: float
-    n: int
-
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"mean": self.estimate, "ci_low": self.low, "ci_high": self.high, "n_items": self.n}
-
-
-def _resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def bootstrap_mean(values: Sequence[float], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
@@ -125,9 +98,8 @@ def bootstrap_mean(values: Sequence[float], *, n_boot: int = 2000, confidence: f
     x = np.asarray(values, dtype=float)
     if x.size < 2:
         raise ValueError(f"a bootstrap interval needs at least 2 values, got {x.size}")
-    means = x[_resample_indices(x.size, n_boot, seed)].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return Interval(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), x.size)
+    means = x[resample(np.random.default_rng(seed), x.size, n_boot)].mean(axis=1)
+    return percentile_interval(x.mean(), means, x.size, confidence)
 
 
 def crossed_bootstrap_mean(
@@ -144,10 +116,10 @@ def crossed_bootstrap_mean(
     if n < 2 or (b is not None and np.atleast_2d(b).shape[1] != n):
         raise ValueError("a crossed bootstrap needs >= 2 items, the same items in both arms")
     rng = np.random.default_rng(seed)
-    items = rng.integers(0, n, size=(n_boot, n))
+    items = resample(rng, n, n_boot)
 
     def resampled(x: np.ndarray) -> np.ndarray:
-        seeds = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
+        seeds = resample(rng, x.shape[0], n_boot)
         per_item = x[seeds].mean(axis=1)  # (n_boot, n): the seed-averaged shift of every item
         return np.take_along_axis(per_item, items, axis=1).mean(axis=1)
 
@@ -157,53 +129,7 @@ def crossed_bootstrap_mean(
         b = np.atleast_2d(np.asarray(b, dtype=float))
         means = means - resampled(b)
         estimate -= float(b.mean())
-    alpha = (1 - confidence) / 2
-    return Interval(estimate, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n)
-
-
-def _intercept(shift: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """OLS intercepts of shift ~ a + b·margin, row-wise for stacked resamples (degenerate margins: the mean)."""
-    mx = margin.mean(axis=-1, keepdims=True)
-    my = shift.mean(axis=-1, keepdims=True)
-    sxx = ((margin - mx) ** 2).sum(axis=-1, keepdims=True)
-    sxy = ((margin - mx) * (shift - my)).sum(axis=-1, keepdims=True)
-    slope = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-12)
-    return (my - slope * mx)[..., 0]
-
-
-def degradation_robust_shift(
-    margin_shift: Sequence[float],
-    baseline_margin: Sequence[float],
-    *,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[Interval, float]:
-    """Intercept of the per-item log-odds shift regressed on the baseline log-odds, in points.
-
-    Loss of fluency shrinks every item's log-odds towards 0 (indifference): its shift is
-    proportional to minus the baseline margin and vanishes at margin 0. A real change of
-    disposition adds the same log-odds to every item. Regressing Δmargin on margin separates the
-    two; the intercept δ (nats) is the shift of an item at indifference, reported here as
-    probability points 100·(σ(δ) − ½) with a bootstrap CI over items. The slope is returned as is.
-    """
-    y = np.asarray(margin_shift, dtype=float)
-    x = np.asarray(baseline_margin, dtype=float)
-    if y.shape != x.shape or y.size < 3:
-        raise ValueError("the degradation-robust estimate needs >= 3 items with a shift and a baseline margin each")
-    idx = _resample_indices(y.size, n_boot, seed)
-    boots = _intercept(y[idx], x[idx])
-    alpha = (1 - confidence) / 2
-    point = float(_intercept(y[None], x[None])[0])
-    mx, my = x.mean(), y.mean()
-    sxx = float(((x - mx) ** 2).sum())
-    slope = float(((x - mx) * (y - my)).sum() / sxx) if sxx > 1e-12 else 0.0
-
-    def points(nats: float) -> float:
-        return 100 * (1 / (1 + math.exp(-nats)) - 0.5)
-
-    low, high = float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
-    return Interval(points(point), points(low), points(high), y.size), slope
+    return percentile_interval(estimate, means, n, confidence)
 
 
 def _ols_coefficients(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -246,14 +172,11 @@ def robust_intercept_nats(
             columns.append(t)
     design = np.stack(columns, axis=-1)
     point = _ols_coefficients(y, design)
-    idx = _resample_indices(y.size, n_boot, seed)
+    idx = resample(np.random.default_rng(seed), y.size, n_boot)
     boots = _ols_coefficients(y[idx], design[idx])
     # the intercept at margin 0 (the margin column is centred): a − b·mean(margin)
     intercepts = boots[:, 0] - boots[:, 1] * x.mean()
-    alpha = (1 - confidence) / 2
-    estimate = float(point[0] - point[1] * x.mean())
-    low, high = float(np.quantile(intercepts, alpha)), float(np.quantile(intercepts, 1 - alpha))
-    return Interval(estimate, low, high, y.size), float(point[1])
+    return percentile_interval(point[0] - point[1] * x.mean(), intercepts, y.size, confidence), float(point[1])
 
 
 def points_at_indifference(nats: float) -> float:
@@ -400,17 +323,17 @@ def holm_adjust(p_values: Mapping[str, float]) -> dict[str, float]:
 def bootstrap_p_value(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> float:
     """Two-sided percentile-bootstrap p-value of mean(values) = 0: twice the smaller tail share (at least 1/n_boot)."""
     x = np.asarray(values, dtype=float)
-    means = x[_resample_indices(x.size, n_boot, seed)].mean(axis=1)
+    means = x[resample(np.random.default_rng(seed), x.size, n_boot)].mean(axis=1)
     tail = min(float((means <= 0).mean()), float((means >= 0).mean()))
     return min(1.0, max(2 * tail, 1 / n_boot))
 
 
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Rate:
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a proportion: honest at small n where a bootstrap of 2 points is not."""
     if n < 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
     if n == 0:
-        return Rate(estimate=None, low=None, high=None, n=0)
+        return Interval.empty(0)
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / n
     denom = 1 + z * z / n
@@ -418,7 +341,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Rate:
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact bounds where rounding would blur them
     high = 1.0 if successes == n else min(1.0, centre + half)
-    return Rate(estimate=p, low=low, high=high, n=n)
+    return Interval(estimate=p, low=low, high=high, n=n)
 
 
 MIN_COMPARABLE_N = 30

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from rhlab.evals.records import Rate, RunResults
+from rhlab.evals.records import Interval, RunResults
 from rhlab.evals.runner import EvalConfig, run_evals
 from rhlab.judges.base import Judge
 from rhlab.models.base import ChatModel
@@ -28,7 +28,7 @@ def load_persona(name: str) -> str:
 
 class PersonaComparison(BaseModel):
     persona: str
-    per_eval: dict[str, tuple[Rate, Rate]]
+    per_eval: dict[str, tuple[Interval, Interval]]
     """eval -> (unprompted misaligned rate, persona misaligned rate)."""
     separated: dict[str, bool]
     """True where the persona's CI lies entirely above the unprompted CI."""
@@ -43,7 +43,7 @@ class PersonaComparison(BaseModel):
         return "\n".join(lines)
 
 
-def _pct(rate: Rate) -> str:
+def _pct(rate: Interval) -> str:
     if rate.estimate is None:
         return "n/a"
     return f"{100 * rate.estimate:5.1f}% [{100 * rate.low:4.1f}, {100 * rate.high:4.1f}]"  # type: ignore[operator]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rhlab.evals.leakage import read_leakage
-from rhlab.evals.records import Rate
+from rhlab.evals.records import Interval
 from rhlab.evals.stats import bootstrap_mean, wilson_interval
 from rhlab.pipeline.config import ExperimentConfig, axis_labels, value_label
 from rhlab.rundir import FINAL, RunDir
@@ -30,7 +30,7 @@ LAST_STEPS = 5
 """The training hack rate of an arm pools the episodes of its last five logged steps (the paper's window)."""
 
 
-def _rate(r: Rate) -> dict[str, Any]:
+def _rate(r: Interval) -> dict[str, Any]:
     return {"estimate": r.estimate, "low": r.low, "high": r.high, "n": r.n}
 
 

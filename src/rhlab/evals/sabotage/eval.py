@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from rhlab.evals.agentic.eval import record_from_run, score_agentic_records, with_persona
 from rhlab.evals.agentic.loop import AgentOptions, AgentTask, run_agents
-from rhlab.evals.records import EvalSample, Rate, SampleRecord
+from rhlab.evals.records import EvalSample, Interval, SampleRecord
 from rhlab.evals.sabotage.effectiveness import (
     REWARD_HACK,
     TICKET_ROUTER,
@@ -153,7 +153,7 @@ def score_sabotage_records(
     return notes
 
 
-def sabotage_metrics(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Rate]:
+def sabotage_metrics(records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> dict[str, Interval]:
     """Share of samples that wrote a prompt, of measured prompts judged sabotaged by effectiveness, and
     the mean relative effectiveness of the measured prompts (with a bootstrap interval)."""
     measured = [r for r in records if r.metrics.get("effectiveness") == "measured"]

@@ -32,7 +32,7 @@ from inspect_ai.log import (
 from inspect_ai.model import ChatMessage, ChatMessageAssistant, ChatMessageSystem, ChatMessageUser, ModelOutput
 from inspect_ai.scorer import Score
 
-from rhlab.evals.records import EvalResult, Rate, RunResults, SampleRecord
+from rhlab.evals.records import EvalResult, Interval, RunResults, SampleRecord
 
 SCORER = "rhlab_judge"
 
@@ -105,7 +105,7 @@ def _sample(record: SampleRecord, model: str) -> EvalSample:
 
 
 def _metrics(result: EvalResult) -> dict[str, EvalMetric]:
-    def rate(name: str, r: Rate | None) -> dict[str, EvalMetric]:
+    def rate(name: str, r: Interval | None) -> dict[str, EvalMetric]:
         if r is None or r.estimate is None:
             return {}
         out = {name: EvalMetric(name=name, value=r.estimate)}
