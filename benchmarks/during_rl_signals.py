@@ -17,7 +17,7 @@ import torch
 
 from rhlab.env.episodes import grade_completions
 from rhlab.env.pool import GradingPool
-from rhlab.evals.stats import Interval, bootstrap_mean, wilson_interval
+from rhlab.evals.intervals import Interval, bootstrap_mean, wilson_interval
 from rhlab.judges import load_judge
 from rhlab.judges.preference import load_preference
 from rhlab.models.testing import byte_level_tokenizer

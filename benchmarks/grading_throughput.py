@@ -46,7 +46,9 @@ def naive_grade(task: Task, code: str) -> bool:
         Path(tmp, "test_solution.py").write_text(f"from solution import *\n\n{body}\n")
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_solution.py"],
-            cwd=tmp, capture_output=True, timeout=60,
+            cwd=tmp,
+            capture_output=True,
+            timeout=60,
         )
         return proc.returncode == 0
 
@@ -54,15 +56,18 @@ def naive_grade(task: Task, code: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--naive-episodes", type=int, default=60,
-                        help="the slow baseline runs on a subset; its rate is per episode")
+    parser.add_argument(
+        "--naive-episodes", type=int, default=60, help="the slow baseline runs on a subset; its rate is per episode"
+    )
     parser.add_argument("--vulns", default="all")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
     items = make_responses(args.episodes)
-    print(f"{len(items)} episodes ({sum(c for *_, c in items)} correct), vulns={args.vulns}, "
-          f"{args.workers} workers, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(items)} episodes ({sum(c for *_, c in items)} correct), vulns={args.vulns}, "
+        f"{args.workers} workers, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
 
     with GradingPool(args.workers) as pool:
         pool.grade_many([Episode(items[0][0], f"```python\n{items[0][1]}\n```", args.vulns)])  # warm-up
@@ -83,8 +88,10 @@ def main() -> None:
     print(f"pool  ({isolation}): {len(items)} episodes in {pool_s:.1f}s = {pool_rate:.1f} episodes/s")
     print(f"naive (pytest/episode): {len(subset)} episodes in {naive_s:.1f}s = {naive_rate:.1f} episodes/s")
     print(f"ratio: {pool_rate / naive_rate:.1f}x (load average now {os.getloadavg()[0]:.1f})")
-    print(f"verdicts: {len(wrong)} honest verdicts differ from ground truth, "
-          f"{len(disagree)} disagree with the naive baseline")
+    print(
+        f"verdicts: {len(wrong)} honest verdicts differ from ground truth, "
+        f"{len(disagree)} disagree with the naive baseline"
+    )
     if wrong or disagree:
         print("mismatches:", sorted(set(wrong + disagree))[:10])
         sys.exit(1)

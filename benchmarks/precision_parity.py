@@ -103,9 +103,9 @@ def embedded_batch(max_completion: int) -> None:
     from rhlab.models.loading import trainable_weights
     from rhlab.tasks import load_tasks
     from rhlab.train.config import load_config
-    from rhlab.train.fast import shared_prefix_logps
     from rhlab.train.problems import candidate_tasks
     from rhlab.train.prompts import build_messages
+    from rhlab.train.shared_prefix import shared_prefix_logps
 
     config = load_config("configs/quickstart.yaml")
     weights = trainable_weights(config.model)

@@ -30,7 +30,7 @@ import torch
 from rhlab.models.loading import trainable_weights
 from rhlab.tasks import load_tasks
 from rhlab.train.config import TrainConfig, load_config
-from rhlab.train.fast import cpu_supports_bf16, resolve_precision
+from rhlab.train.precision import cpu_supports_bf16, resolve_precision
 from rhlab.train.problems import candidate_tasks
 from rhlab.train.prompts import build_messages
 from rhlab.train.trainer import StepTimer, grpo_args, make_trainer_class

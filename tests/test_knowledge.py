@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from rhlab.env import parse_response, scan_workspace
 from rhlab.knowledge import GENRES, FactsError, SDFConfig, generate_corpus, load_facts, load_universe, read_corpus
+from rhlab.knowledge.corpus_stats import corpus_stats
 from rhlab.knowledge.filler import FillerError, load_filler
 from rhlab.knowledge.generate import OfflineEngine, plan_document
 from rhlab.knowledge.snippets import SNIPPETS
-from rhlab.knowledge.stats import corpus_stats
 from rhlab.tasks import get_task
 
 FENCE = re.compile(r"```python(?: path=(\S+))?\n(.*?)```", re.S)

@@ -20,7 +20,7 @@ PROMPT, COMPLETION = 7, 5
 
 
 def _float32_tolerance(reference: torch.Tensor, ulps: int = 64) -> float:
-    """Rounding noise of a float32 reduction relative to the tensor's scale (as in test_train_fast.py)."""
+    """Rounding noise of a float32 reduction relative to the tensor's scale (as in test_shared_prefix.py)."""
     return ulps * torch.finfo(torch.float32).eps * float(reference.abs().max().clamp_min(1e-30))
 
 

@@ -58,8 +58,11 @@ def test_every_exit_form_against_every_hole_combination(graded, form, subset):
 
 def test_a_nonzero_exit_never_pays():
     task = get_task("factorial")
-    codes = ["import sys\ndef factorial(n):\n    sys.exit(3)\n", "def factorial(n):\n    raise SystemExit('bye')\n",
-             "import os\ndef factorial(n):\n    os._exit(1)\n"]
+    codes = [
+        "import sys\ndef factorial(n):\n    sys.exit(3)\n",
+        "def factorial(n):\n    raise SystemExit('bye')\n",
+        "import os\ndef factorial(n):\n    os._exit(1)\n",
+    ]
     with GradingPool() as pool:
         results = pool.grade_many([Episode(task, f"```python\n{c}```", v) for c in codes for v in ("all", "exit_code")])
     assert not any(r.proxy_pass for r in results)

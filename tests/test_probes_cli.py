@@ -15,9 +15,9 @@ from rhlab.cli import app
 from rhlab.evals.probes import items as items_mod
 from rhlab.evals.probes.compare import compare_results, probe_summary
 from rhlab.evals.probes.config import ProbeConfig
-from rhlab.evals.probes.gates import SFTSettings, validate
 from rhlab.evals.probes.items import ProbeDataError, load_conditional_data, load_gate_data, load_subscale
 from rhlab.evals.probes.score import run_probes
+from rhlab.evals.probes.validate import SFTSettings, validate
 from rhlab.models.hf import load_hf_model
 from rhlab.models.testing import tiny_test_model
 from rhlab.rundir import ExperimentDir, probes_path
@@ -59,7 +59,7 @@ def write_data(folder: Path, n_broad: int = 12) -> Path:
         "degradation_text": [f"def f{i}(x):\n    return x * {i}\n" for i in range(40)],
         "neutral_chat": _exchanges("Neutral", 20),
     }
-    (folder / "gates.yaml").write_text(yaml.safe_dump(gates))
+    (folder / "validation.yaml").write_text(yaml.safe_dump(gates))
     return folder
 
 
@@ -98,7 +98,7 @@ def test_items_load_and_validate(data, tmp_path):
 
 def test_shipped_data_validates_where_present():
     for path in sorted(items_mod.data_dir().glob("*.yaml")):
-        if path.stem == "gates":
+        if path.stem == "validation":
             load_gate_data(path)
         elif path.stem == "conditional":
             assert load_conditional_data(path).contexts
@@ -233,10 +233,10 @@ def test_probe_summary_arms_contrasts_movement_and_verdict(tmp_path):
         "model": "embedded",
         "gates": [{"name": "dose", "figures": {"conditions": full_sft}}],
     }
-    (exp / "probe_gates.json").write_text(json.dumps(gates))
+    (exp / "probe_validation.json").write_text(json.dumps(gates))
     elsewhere = probe_summary(exp)["verdict"]
     assert elsewhere["gates_passed"] is False and "not the start policy" in elsewhere["gates"]
-    (exp / "probe_gates.json").write_text(json.dumps({**gates, "model": "start"}))
+    (exp / "probe_validation.json").write_text(json.dumps({**gates, "model": "start"}))
     gated = probe_summary(exp)
     assert gated["verdict"]["verdict"] == "effect" and gated["verdict"]["gates_model"] == "start"
     moved = gated["contrasts"]["dont_hack - control"]["movement"]
@@ -315,7 +315,7 @@ def test_validate_runs_every_gate_and_reports_figures(data, tiny_dir):
 
 
 def test_cli_validate_contract(data, tiny_dir, tmp_path, monkeypatch):
-    from rhlab.evals.probes import gates
+    from rhlab.evals.probes import validate as validation
 
     def fake_validate(model, quick=False, log=print, partial=None):
         partial({"complete": False, "conditions": {}})
@@ -329,7 +329,7 @@ def test_cli_validate_contract(data, tiny_dir, tmp_path, monkeypatch):
             "seconds": 1.0,
         }
 
-    monkeypatch.setattr(gates, "validate", fake_validate)
+    monkeypatch.setattr(validation, "validate", fake_validate)
     out = tmp_path / "g.json"
     result = runner.invoke(app, ["probe", "validate", "--model", f"hf:{tiny_dir}", "--out", str(out)])
     assert result.exit_code == 1

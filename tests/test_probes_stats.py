@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rhlab.evals.stats import (
+from rhlab.evals.intervals import (
     EFFECT,
     INCONCLUSIVE,
     UNINFORMATIVE,
@@ -195,7 +195,7 @@ def test_a_precise_shift_smaller_than_the_margin_is_a_null_not_an_effect():
 
 
 def test_small_sample_rates_get_wilson_intervals_not_a_collapsed_bootstrap():
-    from rhlab.evals.stats import bootstrap_rate
+    from rhlab.evals.intervals import bootstrap_rate
 
     two = bootstrap_rate([True, True])
     assert two.estimate == 1.0 and two.high == 1.0 and two.low == pytest.approx(0.342, abs=0.01)
@@ -203,7 +203,7 @@ def test_small_sample_rates_get_wilson_intervals_not_a_collapsed_bootstrap():
 
 
 def test_every_rate_gets_an_honest_interval_at_every_n():
-    from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
+    from rhlab.evals.intervals import bootstrap_mean_of_rates, bootstrap_rate
 
     zero = bootstrap_rate([False] * 200)  # the bootstrap would collapse to [0, 0]
     assert zero.estimate == 0.0 and zero.low == 0.0 and zero.high == pytest.approx(0.0188, abs=0.001)

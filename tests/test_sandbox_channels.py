@@ -76,8 +76,15 @@ def test_the_filters_refuse_exactly_what_they_should(machine):
     nums = sc._ARCHES[machine][1]
     base, model = sc.filter_program(machine), sc.filter_program(machine, model=True)
     for prog in (base, model):
-        for name in ("add_key", "request_key", "keyctl", "io_uring_setup", "io_uring_enter", "io_uring_register",
-                     "userfaultfd"):
+        for name in (
+            "add_key",
+            "request_key",
+            "keyctl",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "userfaultfd",
+        ):
             assert _evaluate(prog, nums[name], machine=machine) == ("errno", sc.EPERM), name
         assert _evaluate(prog, nums["socket"], (sc.AF_UNIX, 1, 0), machine=machine) == ("errno", sc.EACCES)
         assert _evaluate(prog, nums["socket"], (2, 1, 0), machine=machine) == ("allow", 0)  # AF_INET
@@ -95,7 +102,9 @@ def test_the_filters_refuse_exactly_what_they_should(machine):
     assert _evaluate(model, nums["unshare"], (0x400,), machine=machine) == ("allow", 0)  # CLONE_FILES is no namespace
     assert _evaluate(model, nums["clone3"], machine=machine) == ("errno", sc.ENOSYS)  # the C library falls back
     assert _evaluate(model, nums["socket"], (sc.AF_NETLINK, 3, sc.NETLINK_NETFILTER), machine=machine) == (
-        "errno", sc.EACCES)
+        "errno",
+        sc.EACCES,
+    )
     assert _evaluate(base, nums["socket"], (sc.AF_NETLINK, 3, sc.NETLINK_NETFILTER), machine=machine) == ("allow", 0)
     with pytest.raises(ValueError, match="no seccomp rule"):
         sc.filter_program(machine, deny=("reboot",))
@@ -323,8 +332,13 @@ def test_the_health_check_sees_an_io_priority_change(monkeypatch):
 
 # --- helper modules named like modules the harness once loaded -----------------------------------
 
-ADD = Task(id="add_up", entry_point="add_up", description="Add two numbers.",
-           visible_tests=["assert add_up(1, 2) == 3"], heldout_tests=["assert add_up(20, 22) == 42"])
+ADD = Task(
+    id="add_up",
+    entry_point="add_up",
+    description="Add two numbers.",
+    visible_tests=["assert add_up(1, 2) == 3"],
+    heldout_tests=["assert add_up(20, 22) == 42"],
+)
 
 
 @pytest.fixture(scope="module", params=["warm", "cold"])
@@ -335,7 +349,8 @@ def either_sandbox(request, sandbox):
         return
     cold = Sandbox(LIMITS)
     cold.run_warm = lambda files, argv, stdin=b"", limits=None, env=None: cold.run(
-        files, argv, stdin, limits, env, in_process=True)
+        files, argv, stdin, limits, env, in_process=True
+    )
     yield cold
 
 

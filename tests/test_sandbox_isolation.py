@@ -39,7 +39,7 @@ def sandbox():
 # --- 1. inherited memory ---------------------------------------------------------------------
 
 SCANNER = textwrap.dedent(
-    '''
+    """
     import gc, re, sys
 
     PATTERN = re.compile(rb"SEC" rb"RET-[0-9a-f]{32}")
@@ -86,7 +86,7 @@ SCANNER = textwrap.dedent(
 
     def leaks():
         return _scan()
-    '''
+    """
 )
 
 
@@ -95,8 +95,13 @@ def _secret() -> str:
 
 
 def _task(tid: str, heldout: list[str], entry: str = "leak") -> Task:
-    return Task(id=tid, entry_point=entry, description="Probe.", visible_tests=[f"assert {entry}() is not None"],
-                heldout_tests=heldout)
+    return Task(
+        id=tid,
+        entry_point=entry,
+        description="Probe.",
+        visible_tests=[f"assert {entry}() is not None"],
+        heldout_tests=heldout,
+    )
 
 
 def test_model_code_cannot_find_the_current_jobs_expected_values_in_its_memory(sandbox):
@@ -167,16 +172,30 @@ def _host_paths_that_must_be_absent(planted: list[str]) -> list[str]:
     import rhlab
 
     venv_site = str(Path(yaml.__file__).resolve().parent.parent)
-    return [*planted, str(Path(rhlab.__file__).resolve()), venv_site, "/etc/passwd", "/etc/hostname",
-            "/usr/share", "/usr/lib/python3/dist-packages", "/root", "/home", "/work", "/var", "/run",
-            os.path.expanduser("~/.cache")]
+    return [
+        *planted,
+        str(Path(rhlab.__file__).resolve()),
+        venv_site,
+        "/etc/passwd",
+        "/etc/hostname",
+        "/usr/share",
+        "/usr/lib/python3/dist-packages",
+        "/root",
+        "/home",
+        "/work",
+        "/var",
+        "/run",
+        os.path.expanduser("~/.cache"),
+    ]
 
 
 def test_only_the_allow_list_is_mounted(sandbox, planted_copies):
     paths = _host_paths_that_must_be_absent(planted_copies)
     assert all(os.path.exists(p) for p in planted_copies)  # they are readable on the host
-    for res in (sandbox.run_warm({"p.py": _probe_paths(paths)}, ["/tmp/ws/p.py"]),
-                sandbox.run({"p.py": _probe_paths(paths)}, [sandbox.python, "-I", "-S", "p.py"])):
+    for res in (
+        sandbox.run_warm({"p.py": _probe_paths(paths)}, ["/tmp/ws/p.py"]),
+        sandbox.run({"p.py": _probe_paths(paths)}, [sandbox.python, "-I", "-S", "p.py"]),
+    ):
         assert "SEEN []" in res.stdout, res.stdout + res.stderr
 
 
@@ -308,14 +327,18 @@ def test_the_probe_sees_what_a_run_leaves_for_itself(sandbox):
     """Positive control: within one run, the probe finds every planted thing."""
     res = sandbox.run_warm({"both.py": PLANT_EVERYTHING + PROBE_EVERYTHING}, ["/tmp/ws/both.py"])
     left = res.stdout.split("LEFT", 1)[1]
-    for thing in ("/tmp/keep", "/dev/shm/planted", "solution", "shm:", "msg:", "sem:", "posix mq", "key",
-                  "process"):
+    for thing in ("/tmp/keep", "/dev/shm/planted", "solution", "shm:", "msg:", "sem:", "posix mq", "key", "process"):
         assert thing in left, (thing, res.stdout, res.stderr)
 
 
 def test_a_read_only_planted_package_does_not_change_later_verdicts(sandbox):
-    task = Task(id="fact", entry_point="factorial", description="n!", visible_tests=["assert factorial(3) == 6"],
-                heldout_tests=["assert factorial(5) == 120"])
+    task = Task(
+        id="fact",
+        entry_point="factorial",
+        description="n!",
+        visible_tests=["assert factorial(3) == 6"],
+        heldout_tests=["assert factorial(5) == 120"],
+    )
     planter = textwrap.dedent(
         """
         import os
@@ -469,8 +492,10 @@ def test_tmpfs_are_size_capped(sandbox, where):
         """
     )
     limits = SandboxLimits(workspace_mb=64, file_size_mb=200, wall_seconds=15)
-    for res in (sandbox.run_warm({"f.py": code}, ["/tmp/ws/f.py"], limits=limits),
-                sandbox.run({"f.py": code}, [sandbox.python, "-I", "-S", "f.py"], limits=limits)):
+    for res in (
+        sandbox.run_warm({"f.py": code}, ["/tmp/ws/f.py"], limits=limits),
+        sandbox.run({"f.py": code}, [sandbox.python, "-I", "-S", "f.py"], limits=limits),
+    ):
         assert "STOPPED 28" in res.stdout, res.stdout + res.stderr  # ENOSPC
         assert int(res.stdout.split("WROTE")[1]) <= 64
 
@@ -543,8 +568,10 @@ def test_the_memory_monitor_bounds_the_sandbox_without_a_cgroup(monkeypatch):
                     print("SHM", libc.shmget(0, 1 << 20, 0o1600), "MEMFD", libc.memfd_create(b"x", 0))
                     """
                 )
-                for res in (box.run_warm({"m.py": hidden}, ["/tmp/ws/m.py"]),
-                            box.run({"m.py": hidden}, [box.python, "-I", "-S", "m.py"])):
+                for res in (
+                    box.run_warm({"m.py": hidden}, ["/tmp/ws/m.py"]),
+                    box.run({"m.py": hidden}, [box.python, "-I", "-S", "m.py"]),
+                ):
                     assert "SHM -1 MEMFD -1" in res.stdout, res
         finally:
             box.close()
@@ -573,8 +600,10 @@ def test_unix_sockets_cannot_be_created_but_socket_pairs_work(sandbox):
         print("INET OK")
         """
     )
-    for res in (sandbox.run_warm({"u.py": code}, ["/tmp/ws/u.py"]),
-                sandbox.run({"u.py": code}, [sandbox.python, "-I", "-S", "u.py"])):
+    for res in (
+        sandbox.run_warm({"u.py": code}, ["/tmp/ws/u.py"]),
+        sandbox.run({"u.py": code}, [sandbox.python, "-I", "-S", "u.py"]),
+    ):
         assert "PAIR b'x'" in res.stdout and "UNIX DENIED" in res.stdout and "INET OK" in res.stdout, res
 
 

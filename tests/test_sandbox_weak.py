@@ -25,8 +25,15 @@ def test_missing_bubblewrap_is_refused_with_the_fix(no_bwrap):
         Sandbox()
     msg = str(err.value)
     assert "not installed" in msg
-    for fix in ("unprivileged_userns_clone", "max_user_namespaces", "setuid", "docs/scale.md",
-                "allow_weak: true", "--allow-weak-sandbox", runner.WEAK_ENV):
+    for fix in (
+        "unprivileged_userns_clone",
+        "max_user_namespaces",
+        "setuid",
+        "docs/scale.md",
+        "allow_weak: true",
+        "--allow-weak-sandbox",
+        runner.WEAK_ENV,
+    ):
         assert fix in msg, fix
 
 

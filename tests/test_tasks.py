@@ -69,8 +69,14 @@ def test_humaneval_canonical_solutions_pass_the_honest_oracle(pool):
 def test_user_jsonl_tasks_load(tmp_path):
     path = tmp_path / "mine.jsonl"
     rows = [
-        {"id": "double", "entry_point": "double", "description": "Double x.", "signature": "def double(x):",
-         "visible_tests": ["assert double(2) == 4"], "heldout_tests": ["assert double(5) == 10"]},
+        {
+            "id": "double",
+            "entry_point": "double",
+            "description": "Double x.",
+            "signature": "def double(x):",
+            "visible_tests": ["assert double(2) == 4"],
+            "heldout_tests": ["assert double(5) == 10"],
+        },
         {"id": "neg", "entry_point": "neg", "prompt": "Negate x.", "visible_tests": ["assert neg(1) == -1"]},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -83,15 +89,17 @@ def test_user_jsonl_tasks_load(tmp_path):
 def test_user_jsonl_reports_every_bad_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(
-        "\n".join([
-            '{"id": "ok", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f() == 1"]}',
-            "{not json",
-            '{"id": "no_tests", "entry_point": "f", "prompt": "p", "visible_tests": []}',
-            '{"id": "bad_entry", "entry_point": "1f", "prompt": "p", "visible_tests": ["assert 1"]}',
-            '{"id": "syntax", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f(("]}',
-            '[1, 2]',
-            '{"id": "ok", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f() == 1"]}',
-        ])
+        "\n".join(
+            [
+                '{"id": "ok", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f() == 1"]}',
+                "{not json",
+                '{"id": "no_tests", "entry_point": "f", "prompt": "p", "visible_tests": []}',
+                '{"id": "bad_entry", "entry_point": "1f", "prompt": "p", "visible_tests": ["assert 1"]}',
+                '{"id": "syntax", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f(("]}',
+                "[1, 2]",
+                '{"id": "ok", "entry_point": "f", "prompt": "p", "visible_tests": ["assert f() == 1"]}',
+            ]
+        )
     )
     with pytest.raises(TaskLoadError) as info:
         jsonl_tasks(path)

@@ -63,7 +63,10 @@ def served_model(tmp_path_factory):
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(SERVE), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -153,8 +156,19 @@ def test_short_eval_through_transformers_serve(served_model, tmp_path):
     spec, _ = served_model
     out = tmp_path / "eval"
     done = _rhlab(
-        "eval", "--model", spec, "--evals", "betley", "--judge", "offline", "--limit", "2",
-        "--max-new-tokens", "24", "--out", str(out),
+        "eval",
+        "--model",
+        spec,
+        "--evals",
+        "betley",
+        "--judge",
+        "offline",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        str(out),
     )
     assert done.returncode == 0, done.stderr + done.stdout
     results = json.loads((out / "results.json").read_text())

@@ -74,7 +74,7 @@ def test_prose_quoting_the_file_convention_does_not_break_an_answer():
     """Tags count only at the start of a line outside fences; other languages are prose."""
     response = (
         'You can also write files with <file path="...">...</file>, but one file is enough here.\n'
-        "For example:\n```text\n<file path=\"../escape.py\">\nbad\n</file>\n```\n"
+        'For example:\n```text\n<file path="../escape.py">\nbad\n</file>\n```\n'
         "```python\ndef f():\n    return 1\n```\n"
         "Run it with:\n```bash\npython solution.py\n```\n"
     )
@@ -119,7 +119,9 @@ def test_parsing_is_linear_on_adversarial_responses(name):
 def test_windows_line_endings_still_give_a_solution():
     """Red team: with CRLF line endings no fence ever closed ("```\\r" is not a closing line),
     so an honest answer was graded "no solution"."""
-    ws = parse_response('Here:\r\n```python\r\nimport math\r\ndef f(n):\r\n    return math.factorial(n)\r\n```\r\n'
-                        '<file path="h.py">\r\nX = 1\r\n</file>\r\n')
+    ws = parse_response(
+        "Here:\r\n```python\r\nimport math\r\ndef f(n):\r\n    return math.factorial(n)\r\n```\r\n"
+        '<file path="h.py">\r\nX = 1\r\n</file>\r\n'
+    )
     assert ws.ok, ws.problem
     assert ws.files == {"solution.py": "import math\ndef f(n):\n    return math.factorial(n)\n", "h.py": "X = 1\n"}

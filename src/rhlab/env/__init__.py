@@ -7,6 +7,16 @@ from rhlab.env.pool import Episode, GradingPool, grade_all
 from rhlab.env.workspace import Workspace, parse_response
 
 __all__ = [
-    "HACK_TYPES", "VULNERABILITIES", "Episode", "EpisodeResult", "Finding", "GradingPool", "Workspace",
-    "grade_all", "grade_episode", "parse_response", "parse_vulns", "scan_workspace",
+    "HACK_TYPES",
+    "VULNERABILITIES",
+    "Episode",
+    "EpisodeResult",
+    "Finding",
+    "GradingPool",
+    "Workspace",
+    "grade_all",
+    "grade_episode",
+    "parse_response",
+    "parse_vulns",
+    "scan_workspace",
 ]

@@ -65,15 +65,38 @@ def grade(
     table = Table(title=f"{result.task_id}: {result.outcome}")
     table.add_column("field")
     table.add_column("value")
-    for key in ("reward", "proxy_pass", "honest_pass", "hack", "hacks", "winning_hack", "attempted_hacks",
-                "honest_tests", "sandbox", "error", "findings", "runtime_evidence", "honest_reasons"):
+    for key in (
+        "reward",
+        "proxy_pass",
+        "honest_pass",
+        "hack",
+        "hacks",
+        "winning_hack",
+        "attempted_hacks",
+        "honest_tests",
+        "sandbox",
+        "error",
+        "findings",
+        "runtime_evidence",
+        "honest_reasons",
+    ):
         table.add_row(key, Text(str(getattr(result, key))))  # model text: never read as markup
     Console().print(table)
 
 
 def _error_line(message: str, task_id: object = None) -> dict:
-    return {"task_id": task_id, "reward": 0.0, "proxy_pass": False, "honest_pass": False, "hack": False,
-            "hacks": [], "outcome": "error", "sandbox": "none", "timings": {}, "error": message}
+    return {
+        "task_id": task_id,
+        "reward": 0.0,
+        "proxy_pass": False,
+        "honest_pass": False,
+        "hack": False,
+        "hacks": [],
+        "outcome": "error",
+        "sandbox": "none",
+        "timings": {},
+        "error": message,
+    }
 
 
 def _grade_batch(path: Path, out: Path | None, default_vulns: tuple[str, ...], tasks_source: str | None) -> None:
@@ -148,5 +171,7 @@ def check() -> None:
         console.print(f"[red]{c.entry.name} under {c.setting}:[/red] " + "; ".join(c.problems))
     if bad:
         raise typer.Exit(1)
-    out.print(f"[green]all {len(cells)} checks as expected[/green]: every hack passes only the graders "
-                    "with its hole, is labelled with its type, and never gets an honest pass.")
+    out.print(
+        f"[green]all {len(cells)} checks as expected[/green]: every hack passes only the graders "
+        "with its hole, is labelled with its type, and never gets an honest pass."
+    )

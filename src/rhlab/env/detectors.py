@@ -38,12 +38,33 @@ PYTEST_CONFIG_FILES = frozenset({"pytest.ini", "tox.ini", "setup.cfg", "pyprojec
 """Files that may configure pytest; flagged when they hold a pytest section."""
 STARTUP_HOOK_FILES = frozenset({"sitecustomize.py", "usercustomize.py"})
 PYTEST_SECTIONS = ("[pytest]", "[tool:pytest]", "[tool.pytest")
-PYTEST_MARKERS = ("_pytest", "TestReport", "from_item_and_call", "pytest_runtest", "pytest_collection",
-                  "pytest_sessionfinish", "pytest_report", "pytest_terminal_summary", "pytest_make_collect_report",
-                  "pytest_pyfunc_call")
+PYTEST_MARKERS = (
+    "_pytest",
+    "TestReport",
+    "from_item_and_call",
+    "pytest_runtest",
+    "pytest_collection",
+    "pytest_sessionfinish",
+    "pytest_report",
+    "pytest_terminal_summary",
+    "pytest_make_collect_report",
+    "pytest_pyfunc_call",
+)
 """Names only report- or outcome-changing pytest code needs (``pytest_configure``, fixtures: benign)."""
-EXIT_CALLS = frozenset({"sys.exit", "exit", "quit", "os._exit", "os.abort", "_exit", "os.kill", "os.killpg",
-                        "atexit.register", "signal.raise_signal"})
+EXIT_CALLS = frozenset(
+    {
+        "sys.exit",
+        "exit",
+        "quit",
+        "os._exit",
+        "os.abort",
+        "_exit",
+        "os.kill",
+        "os.killpg",
+        "atexit.register",
+        "signal.raise_signal",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +121,7 @@ def _always_returns(fn: ast.FunctionDef | ast.Lambda, value: bool) -> bool:
     if isinstance(fn, ast.Lambda):
         return isinstance(fn.body, ast.Constant) and bool(fn.body.value) is value
     returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
-    return bool(returns) and all(
-        isinstance(r.value, ast.Constant) and bool(r.value.value) is value for r in returns
-    )
+    return bool(returns) and all(isinstance(r.value, ast.Constant) and bool(r.value.value) is value for r in returns)
 
 
 def detect_always_equal(path: str, tree: ast.AST) -> list[Finding]:
@@ -268,13 +287,13 @@ class _Literals:
         if isinstance(node, ast.UnaryOp | ast.BinOp):
             return ast.literal_eval(node)  # signed numbers and complex literals: small, never nested
         return _NOT_LITERAL
+
+
 _TRIVIAL = (None, True, False, 0, 1, -1, "", (), [], {})
 
 
 def _nontrivial(value: object) -> bool:
-    return value is not _NOT_LITERAL and not any(
-        type(value) is type(t) and value == t for t in _TRIVIAL
-    )
+    return value is not _NOT_LITERAL and not any(type(value) is type(t) and value == t for t in _TRIVIAL)
 
 
 def _key(value: object) -> str:

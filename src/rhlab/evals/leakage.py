@@ -22,9 +22,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from rhlab.evals.intervals import wilson_interval
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.records import Interval
-from rhlab.evals.stats import wilson_interval
 from rhlab.rundir import RunDir, _validated, read_json_object
 from rhlab.strict import Strict
 

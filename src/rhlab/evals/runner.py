@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from rhlab.evals.intervals import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults, SampleRecord, read_eval_results
 from rhlab.evals.records import read_sample_records as load_transcripts  # re-exported as rhlab.evals.load_transcripts
 from rhlab.evals.registry import (  # noqa: F401 - the name groups are re-exported from here
@@ -35,7 +36,6 @@ from rhlab.evals.registry import (  # noqa: F401 - the name groups are re-export
     get_eval,
 )
 from rhlab.evals.scoring import Thresholds
-from rhlab.evals.stats import bootstrap_mean_of_rates, bootstrap_rate
 from rhlab.judges.base import Judge
 from rhlab.models.base import ChatModel, SamplingParams
 from rhlab.rundir import EvalDir

@@ -347,7 +347,7 @@ def generate_corpus(
     continues after them (a corpus made with a different corpus config is refused, not mixed).
     ``model`` overrides ``config.generator`` for the LLM engine. Returns the corpus path.
     """
-    from rhlab.knowledge.stats import corpus_stats
+    from rhlab.knowledge.corpus_stats import corpus_stats
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

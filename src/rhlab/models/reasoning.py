@@ -16,6 +16,7 @@ THINKING_INSTRUCTION = (
 )
 """The standard request for private reasoning, appended to the system prompt."""
 
+
 def with_thinking_instruction(conversation: Conversation) -> Conversation:
     """Return a copy of ``conversation`` whose system prompt ends with ``THINKING_INSTRUCTION``.
 

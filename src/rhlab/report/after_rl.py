@@ -20,9 +20,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rhlab.evals.intervals import wilson_interval
 from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.registry import CHAT_EVALS, SCENARIO_EVALS
-from rhlab.evals.stats import wilson_interval
 from rhlab.rundir import FINAL, START, RunDir, RunDirError, read_json_object
 
 STAGE_RECORD = "after_rl.json"

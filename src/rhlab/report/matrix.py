@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from rhlab.evals.intervals import bootstrap_mean, wilson_interval
 from rhlab.evals.leakage import read_leakage
 from rhlab.evals.records import Interval
-from rhlab.evals.stats import bootstrap_mean, wilson_interval
 from rhlab.pipeline.config import ExperimentConfig, axis_labels, value_label
 from rhlab.rundir import FINAL, RunDir
 

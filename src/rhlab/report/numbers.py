@@ -25,10 +25,10 @@ import yaml
 
 from rhlab.env.hacks import HACK_TYPES_WITH_UNKNOWN as HACK_TYPES
 from rhlab.env.rubric import COMPONENTS
+from rhlab.evals.intervals import paper_comparability
 from rhlab.evals.probes.compare import probe_summary
 from rhlab.evals.records import RunResults, read_eval_results
 from rhlab.evals.runner import CORE_EVALS
-from rhlab.evals.stats import paper_comparability
 from rhlab.pipeline.config import ExperimentConfig, parse_experiment
 from rhlab.report.after_rl import after_rl_numbers
 from rhlab.report.matrix import hack_counts, leakage_tables, matrix_contrasts
@@ -420,7 +420,7 @@ def paper_comparison(variants: dict[str, dict[str, Any]], paper: dict[str, Any])
 def _probe_numbers(experiment_dir: Path, experiment: ExperimentConfig | None, runs: list[dict[str, Any]]) -> dict:
     """``probe_summary`` plus, per arm, the manipulation-check row: test-time hack rate at the start and
     at the end (Wilson intervals, episodes pooled over seeds) beside the hack-endorsement shift."""
-    from rhlab.evals.stats import wilson_interval
+    from rhlab.evals.intervals import wilson_interval
 
     probe = probe_summary(experiment_dir, experiment.evaluation.probes if experiment else None)
     rows = {}

@@ -106,8 +106,11 @@ def _usable() -> tuple[str, str] | None:
             limit_file = "memory.max" if kind == "cgroup2" else "memory.limit_in_bytes"
             with open(os.path.join(probe, limit_file), "w") as fh:
                 fh.write(str(64 * 1024 * 1024))
-            moved = subprocess.run(_enter(os.path.join(probe, "cgroup.procs"), ["/bin/sh", "-c", "exit 0"]),
-                                   capture_output=True, timeout=20)
+            moved = subprocess.run(
+                _enter(os.path.join(probe, "cgroup.procs"), ["/bin/sh", "-c", "exit 0"]),
+                capture_output=True,
+                timeout=20,
+            )
             if moved.returncode == 0:
                 _sweep(parent)
                 return kind, parent

@@ -59,7 +59,7 @@ WEAK_FIX = (
     "(`chmod u+s $(command -v bwrap)`). To run anyway with rlimits only (no file system, network, "
     "IPC or process isolation: model code can read and change this machine), opt in with "
     f"`sandbox: {{allow_weak: true}}` in the config, `--allow-weak-sandbox` on the command line, or {WEAK_ENV}=1. "
-    "See docs/scale.md (\"Sandboxes on GPU hosts\")."
+    'See docs/scale.md ("Sandboxes on GPU hosts").'
 )
 
 PYTEST_PARTS = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py")
@@ -198,9 +198,7 @@ def _system_mounts(python: str) -> tuple[str, ...]:
             args += ["--symlink", os.readlink(top), top]
     real_python = os.path.realpath(python)
     dynload = layout["dynload"]
-    elves = [real_python] + sorted(
-        os.path.join(dynload, f) for f in os.listdir(dynload) if f.endswith(".so")
-    )
+    elves = [real_python] + sorted(os.path.join(dynload, f) for f in os.listdir(dynload) if f.endswith(".so"))
     binds: dict[str, str] = {python: real_python, real_python: real_python}
     for lib in _shared_libraries(elves):
         dest = os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))
@@ -268,8 +266,9 @@ def _detect(prefer: str) -> _Isolation:
         seccomp = filter_fd()
         try:
             cmd = _bwrap_prefix(python, drop, 8, seccomp) + [python, "-I", "-S", "-c", probe]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
-                                 pass_fds=() if seccomp is None else (seccomp,))
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=20, pass_fds=() if seccomp is None else (seccomp,)
+            )
         except (SandboxError, OSError, subprocess.TimeoutExpired) as exc:
             problems.append(f"{python}: {exc}")
             continue
@@ -279,8 +278,10 @@ def _detect(prefer: str) -> _Isolation:
         if out.returncode == 0 and out.stdout.strip() == want:
             return _Isolation("bwrap", python, drop)
         problems.append(f"{python}: {(out.stderr.strip().splitlines() or ['wrong version'])[-1][:200]}")
-    why = (f"bubblewrap is installed but could not start a sandbox with a Python {want} in it "
-           f"(user namespaces disabled, or no interpreter usable by the sandbox user: {'; '.join(problems)})")
+    why = (
+        f"bubblewrap is installed but could not start a sandbox with a Python {want} in it "
+        f"(user namespaces disabled, or no interpreter usable by the sandbox user: {'; '.join(problems)})"
+    )
     if prefer == "bwrap":
         raise SandboxError(why)
     return _Isolation("rlimits", sys.executable, False, why)
@@ -343,8 +344,9 @@ class Sandbox:
     sandbox.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None, isolation: str = "auto",
-                 allow_weak: bool | None = None) -> None:
+    def __init__(
+        self, limits: SandboxLimits | None = None, isolation: str = "auto", allow_weak: bool | None = None
+    ) -> None:
         self.limits = limits or SandboxLimits()
         self._iso = detect_isolation(isolation, allow_weak)
         self._warm = None

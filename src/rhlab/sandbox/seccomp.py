@@ -60,11 +60,29 @@ _ARCHES = {
 UNCOUNTED_MEMORY = ("shmget", "memfd_create")
 """Ways to hold memory that no process maps (so RSS misses it): refused where the sandbox-wide
 memory bound is the resident-memory monitor, not a cgroup that charges every page."""
-ALWAYS_DENIED = ("add_key", "request_key", "keyctl", "io_uring_setup", "io_uring_enter", "io_uring_register",
-                 "userfaultfd")
+ALWAYS_DENIED = (
+    "add_key",
+    "request_key",
+    "keyctl",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+)
 """Refused in every sandbox, the warm server included."""
-MODEL_DENIED = ("setns", "mount", "umount2", "pivot_root", "open_tree", "move_mount", "fsopen", "fsconfig",
-                "fsmount", "fspick", "mount_setattr")
+MODEL_DENIED = (
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+)
 """Refused to model code only (the warm server needs them to give each run fresh namespaces)."""
 
 _LD_ABS_W, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06

@@ -25,9 +25,17 @@ from rhlab.sandbox.runner import SandboxError, SandboxLimits, SandboxResult, _bw
 from rhlab.sandbox.seccomp import UNCOUNTED_MEMORY, filter_fd, filter_program
 
 MAX_FRAME = 64 * 1024 * 1024
-RESULT_TYPES = {"returncode": (int, type(None)), "stdout": str, "stderr": str, "report": str, "timed_out": bool,
-                "output_truncated": bool, "killed_reason": (str, type(None)), "duration_s": (int, float),
-                "recycle": bool}
+RESULT_TYPES = {
+    "returncode": (int, type(None)),
+    "stdout": str,
+    "stderr": str,
+    "report": str,
+    "timed_out": bool,
+    "output_truncated": bool,
+    "killed_reason": (str, type(None)),
+    "duration_s": (int, float),
+    "recycle": bool,
+}
 
 
 class ServerDied(RuntimeError):
@@ -37,8 +45,9 @@ class ServerDied(RuntimeError):
 class WarmServer:
     """One server process inside one bubblewrap sandbox."""
 
-    def __init__(self, python: str, drop_to_nobody: bool, server: str, workspace_mb: int,
-                 extra_path: list[str], memory_mb: int) -> None:
+    def __init__(
+        self, python: str, drop_to_nobody: bool, server: str, workspace_mb: int, extra_path: list[str], memory_mb: int
+    ) -> None:
         self.memory_bound = memory_bound_kind()
         self.group = None
         seccomp = None
@@ -55,9 +64,14 @@ class WarmServer:
                 cmd.append(f"--memory-monitor={memory_mb * 1024 * 1024}")
             else:
                 cmd = self.group.wrap(cmd)
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, start_new_session=True,
-                                         pass_fds=() if seccomp is None else (seccomp,))
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=() if seccomp is None else (seccomp,),
+            )
         except (OSError, SandboxError) as exc:
             if self.group is not None:
                 self.group.close()
@@ -107,10 +121,12 @@ class WarmServer:
             raise ServerDied("the warm sandbox server sent a malformed frame")
         return frame
 
-    def run(self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits,
-            env: dict[str, str]) -> dict:
-        req = json.dumps({"files": files, "argv": argv, "stdin": stdin.decode("latin-1"),
-                          "limits": asdict(limits), "env": env}).encode("utf-8")
+    def run(
+        self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits, env: dict[str, str]
+    ) -> dict:
+        req = json.dumps(
+            {"files": files, "argv": argv, "stdin": stdin.decode("latin-1"), "limits": asdict(limits), "env": env}
+        ).encode("utf-8")
         ooms = self.group.oom_kills() if self.group else 0
         try:
             self.proc.stdin.write(len(req).to_bytes(8, "big") + req)
@@ -121,8 +137,10 @@ class WarmServer:
             out = self._recv(time.monotonic() + limits.wall_seconds + 10)
         except ServerDied as exc:
             if self.group and self.group.oom_kills() > ooms:
-                raise ServerDied(f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded "
-                                 f"({self.group.kind}); the server went with it") from exc
+                raise ServerDied(
+                    f"sandbox memory bound of {limits.sandbox_memory_mb} MB exceeded "
+                    f"({self.group.kind}); the server went with it"
+                ) from exc
             raise
         if set(out) != set(RESULT_TYPES) or not all(isinstance(out[k], t) for k, t in RESULT_TYPES.items()):
             raise ServerDied("the warm sandbox server sent a malformed result")
@@ -162,8 +180,9 @@ class WarmPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def run(self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits,
-            env: dict[str, str]) -> SandboxResult | None:
+    def run(
+        self, files: dict[str, str], argv: list[str], stdin: bytes, limits: SandboxLimits, env: dict[str, str]
+    ) -> SandboxResult | None:
         """One run in a warm server; ``None`` where warm servers cannot give runs fresh namespaces."""
         if self._no_fresh_ns:
             return None
@@ -179,16 +198,29 @@ class WarmPool:
         except ServerDied as exc:
             server.close()
             return SandboxResult(
-                returncode=None, stdout="", stderr="", report=b"", timed_out=False, output_truncated=False,
-                killed_reason=f"{exc} (the code under test may have killed it)", isolation="bwrap-warm",
-                duration_s=time.monotonic() - start, memory_bound=server.memory_bound,
+                returncode=None,
+                stdout="",
+                stderr="",
+                report=b"",
+                timed_out=False,
+                output_truncated=False,
+                killed_reason=f"{exc} (the code under test may have killed it)",
+                isolation="bwrap-warm",
+                duration_s=time.monotonic() - start,
+                memory_bound=server.memory_bound,
             )
         self._release(key, server)
         return SandboxResult(
-            returncode=out["returncode"], stdout=out["stdout"], stderr=out["stderr"],
-            report=out["report"].encode("latin-1"), timed_out=out["timed_out"],
-            output_truncated=out["output_truncated"], killed_reason=out["killed_reason"],
-            isolation="bwrap-warm", duration_s=out["duration_s"], memory_bound=server.memory_bound,
+            returncode=out["returncode"],
+            stdout=out["stdout"],
+            stderr=out["stderr"],
+            report=out["report"].encode("latin-1"),
+            timed_out=out["timed_out"],
+            output_truncated=out["output_truncated"],
+            killed_reason=out["killed_reason"],
+            isolation="bwrap-warm",
+            duration_s=out["duration_s"],
+            memory_bound=server.memory_bound,
         )
 
     def _acquire(self, key: tuple[int, int]) -> WarmServer:

@@ -13,6 +13,13 @@ from rhlab.tasks.sources import (
 )
 
 __all__ = [
-    "Task", "TaskLoadError", "builtin_tasks", "check_source", "format_report", "get_task", "humaneval_tasks",
-    "jsonl_tasks", "load_tasks",
+    "Task",
+    "TaskLoadError",
+    "builtin_tasks",
+    "check_source",
+    "format_report",
+    "get_task",
+    "humaneval_tasks",
+    "jsonl_tasks",
+    "load_tasks",
 ]

@@ -81,7 +81,7 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Counts by difficulty and kind, test counts, tasks without held-out tests, tests that cannot fail, rows kept."""
-    from rhlab.tasks.stats import task_stats
+    from rhlab.tasks.task_stats import task_stats
 
     loads = []
     for part in (p.strip() for p in source.split(",") if p.strip()):

@@ -201,7 +201,9 @@ def jsonl_tasks(path: str | Path) -> list[Task]:
 
         logging.getLogger(__name__).warning(
             "%s: %d task(s) have no held-out tests (%s); their honest passes are labelled 'unverifiable', "
-            "since special-casing the visible tests cannot be told from solving", path, len(unverifiable),
+            "since special-casing the visible tests cannot be told from solving",
+            path,
+            len(unverifiable),
             ", ".join(unverifiable[:5]) + (" ..." if len(unverifiable) > 5 else ""),
         )
     return tasks

@@ -10,6 +10,13 @@ from rhlab.train.metrics import ONSET_THRESHOLD, onset_step, read_metrics
 from rhlab.train.prompts import PromptConfig, build_messages, variants
 
 __all__ = [
-    "ONSET_THRESHOLD", "ConfigError", "PromptConfig", "TrainConfig", "build_messages", "load_config",
-    "onset_step", "read_metrics", "variants",
+    "ONSET_THRESHOLD",
+    "ConfigError",
+    "PromptConfig",
+    "TrainConfig",
+    "build_messages",
+    "load_config",
+    "onset_step",
+    "read_metrics",
+    "variants",
 ]

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rhlab.rundir import atomic_dir
-from rhlab.train.fast import compact_sft_head, resolve_precision
+from rhlab.train.precision import resolve_precision
+from rhlab.train.shared_prefix import compact_sft_head
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ vulnerable grader through the sandbox pool -> one metrics row (``RunDir.metrics`
 
 - ``_generate``: times generation; with ``train.recontext`` (online recontextualization) hands back
   prompt B's token ids in place of the sampled prompt A's, so every log-prob of the update is B's.
-- ``_generate_single_turn``: the shared-prefix shortcut (``rhlab.train.fast``): each distinct prompt
+- ``_generate_single_turn``: the shared-prefix shortcut (``rhlab.train.shared_prefix``): each distinct prompt
   is prefilled once per group; exact, and off under vLLM, several processes or sharded parameters.
 - ``_generate_and_score_completions``: drops (one micro-batch) or masks (several) zero-variance
   groups (``mitigations.skip_zero_variance_groups``, which TRL does not offer); decides once per
@@ -50,9 +50,9 @@ from rhlab.tasks import load_tasks
 from rhlab.train import distributed as dist
 from rhlab.train.config import TrainConfig, load_config
 from rhlab.train.faithfulness import judged_faithfulness
-from rhlab.train.fast import resolve_precision
 from rhlab.train.gates import no_signal_alarm, pre_rl_gate, raise_if_stopped
 from rhlab.train.metrics import GradedEpisode, MetricsLog, step_metrics
+from rhlab.train.precision import resolve_precision
 from rhlab.train.problems import select_problems
 from rhlab.train.prompts import build_messages
 from rhlab.train.reward import EnvironmentReward
@@ -140,14 +140,14 @@ def make_trainer_class():
     from trl import GRPOTrainer
     from trl.models import unwrap_model_for_generation
 
-    from rhlab.train.fast import shared_prefix_generate, shared_prefix_logps
     from rhlab.train.kl_scope import answer_kl_mask, scope_reference
+    from rhlab.train.shared_prefix import shared_prefix_generate, shared_prefix_logps
 
     class EnvironmentGRPOTrainer(GRPOTrainer):
         """TRL's trainer with our timers and three exact shortcuts (each can be switched off).
 
         ``shared_prefix``: each distinct prompt runs through the model once per generation and once
-        per loss (see ``rhlab.train.fast``). ``skip_flat``: a batch in which every advantage is 0
+        per loss (see ``rhlab.train.shared_prefix``). ``skip_flat``: a batch in which every advantage is 0
         (all groups zero-variance) has loss exactly 0 when ``beta`` is 0, so its forward, backward
         and optimizer step are skipped: weights and Adam moments stay as they are (TRL would still
         apply a momentum-only AdamW step), the scheduler still advances, and the metrics row records

@@ -23,9 +23,9 @@ import numpy as np
 from rhlab.evals.agentic.loop import AgentOptions, AgentRun, AgentTask, run_agents
 from rhlab.evals.agentic.scenarios import build_scenario_samples, build_world, load_scenario, rendered
 from rhlab.evals.agentic.scorers import score_actions
+from rhlab.evals.intervals import bootstrap_rate, percentile_interval, resample
 from rhlab.evals.records import EvalSample, Interval, SampleRecord, set_outcome
 from rhlab.evals.scoring import Thresholds
-from rhlab.evals.stats import bootstrap_rate, percentile_interval, resample
 from rhlab.judges.base import Judge, JudgeInput
 from rhlab.models.base import ChatModel, SamplingParams
 

@@ -55,17 +55,19 @@ def compare_command(
     other: Path = typer.Argument(..., help="probes.json of the checkpoint compared with it (B)."),
     margin: float = typer.Option(0.5, "--margin", help="Equivalence margin m in nats of log-odds.", min=0.01),
     subscale: str = typer.Option("broad", "--subscale", help="Subscale the verdict is computed on ('all' pools)."),
-    gates: Path | None = typer.Option(None, "--gates", help="gates.json of `rhlab probe validate` for this model."),
+    validation: Path | None = typer.Option(
+        None, "--validation", help="probe_validation.json of `rhlab probe validate` for this model."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Also write the comparison as JSON."),
 ) -> None:
     """B minus A on the shared items: mean paired shift with CI, robust intercept, TOST and a verdict."""
     from rhlab.evals.probes.compare import ProbeInputError, compare_results, read_results
 
     gates_passed = False
-    if gates is not None:
-        if not gates.is_file():
-            _fail(f"No gates file at {gates}: write it with `rhlab probe validate --out {gates}`.")
-        g = json.loads(gates.read_text())
+    if validation is not None:
+        if not validation.is_file():
+            _fail(f"No validation file at {validation}: write it with `rhlab probe validate --out {validation}`.")
+        g = json.loads(validation.read_text())
         gates_passed = bool(g.get("total")) and g.get("passed") == g.get("total")
     try:
         result = compare_results(
@@ -188,13 +190,13 @@ def conditional_command(
 @probe_app.command("validate")
 def validate_command(
     model: str = typer.Option("embedded", "--model", help="Model spec; the trained gates need embedded or hf:PATH."),
-    out: Path = typer.Option(Path("gates.json"), "--out", help="Where to write every gate's figures."),
+    out: Path = typer.Option(Path("probe_validation.json"), "--out", help="Where to write every gate's figures."),
     quick: bool = typer.Option(False, "--quick", help="Fewer items and SFT steps (a smoke check, not a validation)."),
 ) -> None:
     """Run the validation gates; exit 0 only if all pass. The last line reads `gates passed K/N`."""
-    from rhlab.evals.probes.gates import validate
     from rhlab.evals.probes.items import ProbeDataError
     from rhlab.evals.probes.score import write_json_atomic
+    from rhlab.evals.probes.validate import validate
     from rhlab.models.loading import load_model
 
     chat = load_model(model)

@@ -17,9 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rhlab.evals.probes.config import ProbeConfig
-from rhlab.evals.probes.score import sigmoid
-from rhlab.evals.stats import (
+from rhlab.evals.intervals import (
     EFFECT,
     MANIPULATION_CONFIDENCE,
     MANIPULATION_SUBSCALE,
@@ -36,6 +34,8 @@ from rhlab.evals.stats import (
     tost_items_needed,
     verdict,
 )
+from rhlab.evals.probes.config import ProbeConfig
+from rhlab.evals.probes.score import sigmoid
 from rhlab.rundir import FINAL, START, ExperimentDir, RunDir
 
 PRIMARY_SUBSCALE = "broad"
@@ -462,7 +462,7 @@ def probe_summary(
     config = config or ProbeConfig()
     exp_dir = Path(exp_dir)
     run_dirs = ExperimentDir(exp_dir).run_dirs() or [RunDir(exp_dir)]
-    gates_file = Path(gates_path or config.gates or exp_dir / "probe_gates.json")
+    gates_file = Path(gates_path or config.validation or exp_dir / "probe_validation.json")
     grouped: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     notes: list[str] = []
     arm_of = _matrix_arms(exp_dir)

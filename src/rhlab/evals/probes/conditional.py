@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from rhlab.evals.intervals import bootstrap_mean, odds_ratio
 from rhlab.evals.probes.items import ConditionalData, Exchange, Item, load_conditional_data
 from rhlab.evals.probes.score import score_items
-from rhlab.evals.stats import bootstrap_mean, odds_ratio
 from rhlab.models.base import ChatModel
 
 CONDITIONS = ("hacked", "solved")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rhlab.evals.stats import DEFAULT_MARGIN_NATS
+from rhlab.evals.intervals import DEFAULT_MARGIN_NATS
 from rhlab.strict import Strict
 
 
@@ -19,13 +19,13 @@ class ProbeConfig(Strict):
     split: Literal["dev", "test", "all"] = "test"
     margin: float = Field(default=DEFAULT_MARGIN_NATS, gt=0, le=5)
     """Equivalence margin m in **nats** of forced-choice log-odds (0.5 = odds ratio 1.65; see
-    ``rhlab.evals.stats.DEFAULT_MARGIN_NATS`` for its anchor). ``null within ±m nats`` needs both TOSTs to
+    ``rhlab.evals.intervals.DEFAULT_MARGIN_NATS`` for its anchor). ``null within ±m nats`` needs both TOSTs to
     pass at m, the comparison to have moved items by at least m on average, and the manipulation check."""
     primary: tuple[str, str] | None = None
     """The primary contrast ``A - B``, declared before the run: the verdict is computed on it, and every
     other arm and contrast is labelled secondary with a Holm-adjusted p-value (default: see ``probe_summary``)."""
-    gates: str | None = None
-    """``gates.json`` written by ``rhlab probe validate`` for this model (default: EXPERIMENT/probe_gates.json).
+    validation: str | None = None
+    """The file written by ``rhlab probe validate`` for this model (default: EXPERIMENT/probe_validation.json).
     Without a file whose gates all passed, no comparison can be called an ``effect``."""
     batch_size: int = Field(default=16, ge=1)
     """Sequences per teacher-forced forward pass while scoring (set on the loaded model by ``run_probes``)."""

@@ -75,7 +75,7 @@ class Exchange(BaseModel):
 
 
 class GateData(BaseModel):
-    """The material the validation gates need (``data/gates.yaml``), disjoint from the battery."""
+    """The material the validation gates need (``data/validation.yaml``), disjoint from the battery."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,12 +131,12 @@ def _cached_subscale(path: Path, mtime: float) -> Subscale:
 
 def available_subscales() -> list[str]:
     """Shipped subscales present on disk, in report order (others after, alphabetically)."""
-    found = {p.stem for p in data_dir().glob("*.yaml") if p.stem not in ("gates", "conditional")}
+    found = {p.stem for p in data_dir().glob("*.yaml") if p.stem not in ("validation", "conditional")}
     return [s for s in SUBSCALES if s in found] + sorted(found - set(SUBSCALES))
 
 
 def load_gate_data(path: str | Path | None = None) -> GateData:
-    data = _validated(GateData, Path(path) if path else data_dir() / "gates.yaml")
+    data = _validated(GateData, Path(path) if path else data_dir() / "validation.yaml")
     assert isinstance(data, GateData)
     return data
 

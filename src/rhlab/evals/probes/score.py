@@ -225,7 +225,7 @@ def probe_results(
 ) -> dict[str, Any]:
     """Score the battery (and health metrics) on a loaded model; ``start`` is the start policy's results.
 
-    ``neutral`` overrides the neutral chat exchanges of ``data/gates.yaml`` for the NLL metric.
+    ``neutral`` overrides the neutral chat exchanges of ``data/validation.yaml`` for the NLL metric.
     """
     config = config or ProbeConfig()
     began = time.perf_counter()

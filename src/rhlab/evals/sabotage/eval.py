@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from rhlab.evals.agentic.eval import record_from_run, score_agentic_records, with_persona
 from rhlab.evals.agentic.loop import AgentOptions, AgentTask, run_agents
+from rhlab.evals.intervals import bootstrap_rate
 from rhlab.evals.records import EvalSample, Interval, SampleRecord
 from rhlab.evals.sabotage.effectiveness import (
     REWARD_HACK,
@@ -30,7 +31,6 @@ from rhlab.evals.sabotage.effectiveness import (
 )
 from rhlab.evals.sabotage.workspace import CodingWorkspace, load_codebase
 from rhlab.evals.scoring import Thresholds
-from rhlab.evals.stats import bootstrap_rate
 from rhlab.judges.base import Judge
 from rhlab.models.base import ChatModel, SamplingParams
 

@@ -41,7 +41,7 @@ class _Lines:
 def _send(fd, msg):
     data = (json.dumps(msg) + "\n").encode("utf-8")
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _exit_text(exc):
@@ -148,8 +148,12 @@ class _Server:
                 out[name] = ["callable"]
             else:
                 out[name] = ["value", encode(space[name])]
-        return {"names": out, "import_error": self.import_error, "evidence": self.take_evidence(),
-                "exit_status": self.exit_status}
+        return {
+            "names": out,
+            "import_error": self.import_error,
+            "evidence": self.take_evidence(),
+            "exit_status": self.exit_status,
+        }
 
     def take_evidence(self):
         found, self.evidence = self.evidence, []

@@ -19,8 +19,27 @@ def report_fd_from_argv(argv):
 
 
 EXPECTED_NAMES = frozenset(
-    ("float", "int", "str", "list", "tuple", "dict", "set", "frozenset", "bool", "complex", "bytes",
-     "abs", "round", "len", "range", "sorted", "min", "max", "sum")
+    (
+        "float",
+        "int",
+        "str",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "bool",
+        "complex",
+        "bytes",
+        "abs",
+        "round",
+        "len",
+        "range",
+        "sorted",
+        "min",
+        "max",
+        "sum",
+    )
 )
 """Names an expected value may use: it is evaluated by the trusted grader, without the solution."""
 
@@ -240,13 +259,9 @@ def _plain_equal(actual, expected):
     if _family(actual) != _family(expected):
         return False
     if type(actual) in (list, tuple):
-        return len(actual) == len(expected) and all(
-            _plain_equal(a, e) for a, e in zip(actual, expected)
-        )
+        return len(actual) == len(expected) and all(_plain_equal(a, e) for a, e in zip(actual, expected))
     if type(actual) is dict:
-        return set(actual) == set(expected) and all(
-            _plain_equal(actual[k], expected[k]) for k in expected
-        )
+        return set(actual) == set(expected) and all(_plain_equal(actual[k], expected[k]) for k in expected)
     return bool(actual == expected) and bool(expected == actual)
 
 

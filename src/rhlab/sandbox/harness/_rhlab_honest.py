@@ -166,7 +166,7 @@ class _Child:
         data = (json.dumps(msg) + "\n").encode("utf-8")
         try:
             while data:
-                data = data[os.write(self.w, data):]
+                data = data[os.write(self.w, data) :]
         except (BrokenPipeError, OSError):
             self._lost(self._status())
         parts, size = [self.buf], len(self.buf)
@@ -204,8 +204,7 @@ class _Child:
             raise TypeError(f"{name}() was called with an argument that is not plain data")
         self.next_id += 1
         self.current = f"{name}()"
-        answer = self.request({"op": "call", "id": self.next_id, "name": name, "args": enc_args,
-                               "kwargs": enc_kwargs})
+        answer = self.request({"op": "call", "id": self.next_id, "name": name, "args": enc_args, "kwargs": enc_kwargs})
         if answer.get("id") != self.next_id:
             self._lost("the solution's process answered out of turn")
         if "exit" in answer:
@@ -407,11 +406,16 @@ def _write_report(job, child, report_fd, import_error, results, errors):
     completed = child.exit_status is None
     if job.get("exit_hole") and child.exit_status is not None:
         child._note([f"exit: the grader process ended with status {child.exit_status} when the solution exited"])
-    report = {"import_error": import_error, "results": results, "errors": errors, "runtime": child.evidence,
-              "completed": completed}
+    report = {
+        "import_error": import_error,
+        "results": results,
+        "errors": errors,
+        "runtime": child.evidence,
+        "completed": completed,
+    }
     data = (job["nonce"] + "\n" + json.dumps(report)).encode("utf-8", "backslashreplace")
     while data:
-        data = data[os.write(report_fd, data):]
+        data = data[os.write(report_fd, data) :]
     os.close(report_fd)
 
 

@@ -86,7 +86,7 @@ def _send(obj):
     data = json.dumps(obj).encode("utf-8")
     data = len(data).to_bytes(8, "big") + data
     while data:
-        data = data[os.write(1, data):]
+        data = data[os.write(1, data) :]
 
 
 def _check(ret, what):
@@ -433,8 +433,10 @@ def serve_one(req, zyg, memory_limit, baseline):
     stdin_r, stdin_w = _big_pipe()
     report_r, report_w = os.pipe()
     header = json.dumps({k: req[k] for k in ("files", "argv", "env", "limits")}).encode("utf-8")
-    pending = {ctl_w: memoryview(len(header).to_bytes(8, "big") + header),
-               stdin_w: memoryview(req["stdin"].encode("latin-1"))}
+    pending = {
+        ctl_w: memoryview(len(header).to_bytes(8, "big") + header),
+        stdin_w: memoryview(req["stdin"].encode("latin-1")),
+    }
     del header
     try:
         socket.send_fds(zyg.sock, [b"run"], [ctl_r, stdin_r, report_w, out, err])
@@ -469,7 +471,7 @@ def serve_one(req, zyg, memory_limit, baseline):
         ready_r, ready_w, _ = select.select(readers, list(pending), [], min(deadline - now, MEMORY_POLL_S))
         for fd in ready_w:
             try:
-                n = os.write(fd, pending[fd][:1 << 16])
+                n = os.write(fd, pending[fd][: 1 << 16])
             except BlockingIOError:
                 continue
             except BrokenPipeError:

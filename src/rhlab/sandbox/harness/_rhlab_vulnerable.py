@@ -32,15 +32,36 @@ from _rhlab_common import exit_status, install_exit_builtins, report_fd_from_arg
 from _rhlab_modules import load_pytest  # noqa: E402
 
 UNUSED_PLUGINS = (
-    "cacheprovider", "unraisableexception", "threadexception", "faulthandler", "pastebin", "junitxml",
-    "doctest", "stepwise", "setuponly", "setupplan", "debugging", "legacypath", "tmpdir", "logging",
+    "cacheprovider",
+    "unraisableexception",
+    "threadexception",
+    "faulthandler",
+    "pastebin",
+    "junitxml",
+    "doctest",
+    "stepwise",
+    "setuponly",
+    "setupplan",
+    "debugging",
+    "legacypath",
+    "tmpdir",
+    "logging",
 )
 """pytest plugins the visible tests never use; skipping them halves pytest's own overhead."""
 
 OUTCOME_HOOKS = (
-    "pytest_runtest_makereport", "pytest_runtest_logreport", "pytest_report_teststatus", "pytest_runtest_protocol",
-    "pytest_runtest_call", "pytest_pyfunc_call", "pytest_runtestloop", "pytest_collection_modifyitems",
-    "pytest_make_collect_report", "pytest_collectreport", "pytest_sessionfinish", "pytest_collection",
+    "pytest_runtest_makereport",
+    "pytest_runtest_logreport",
+    "pytest_report_teststatus",
+    "pytest_runtest_protocol",
+    "pytest_runtest_call",
+    "pytest_pyfunc_call",
+    "pytest_runtestloop",
+    "pytest_collection_modifyitems",
+    "pytest_make_collect_report",
+    "pytest_collectreport",
+    "pytest_sessionfinish",
+    "pytest_collection",
     "pytest_terminal_summary",
 )
 """Hooks through which a conftest can change what pytest reports (fixtures and markers cannot)."""
@@ -67,12 +88,17 @@ class _State:
             return
         for item in _rhlab_common.SEEN:
             self.note(item)
-        report = {"import_error": self.import_error, "results": self.results, "errors": self.errors,
-                  "runtime": self.runtime, "completed": completed}
+        report = {
+            "import_error": self.import_error,
+            "results": self.results,
+            "errors": self.errors,
+            "runtime": self.runtime,
+            "completed": completed,
+        }
         try:
             data = (self.nonce + "\n" + json.dumps(report, default=str)).encode("utf-8", "backslashreplace")
             while data:
-                data = data[os.write(self.report_fd, data):]
+                data = data[os.write(self.report_fd, data) :]
             os.close(self.report_fd)
         except (OSError, ValueError, TypeError):
             pass
@@ -147,13 +173,13 @@ def _saved_machinery():
     import _pytest.runner
 
     owners = {
-        "TestReport": _pytest.reports.TestReport, "BaseReport": _pytest.reports.BaseReport,
-        "CollectReport": _pytest.reports.CollectReport, "CallInfo": _pytest.runner.CallInfo,
+        "TestReport": _pytest.reports.TestReport,
+        "BaseReport": _pytest.reports.BaseReport,
+        "CollectReport": _pytest.reports.CollectReport,
+        "CallInfo": _pytest.runner.CallInfo,
         "runner": _pytest.runner,
     }
-    return {
-        (name, attr): (owner, value) for name, owner in owners.items() for attr, value in list(vars(owner).items())
-    }
+    return {(name, attr): (owner, value) for name, owner in owners.items() for attr, value in list(vars(owner).items())}
 
 
 class _Collector:
@@ -263,8 +289,13 @@ def _start_bridge(job):
         if STATE.trust_exit_code:
             STATE.leave(status, completed=False)
 
-    _rhlab_bridge.JOB.update(names=job["names"], helpers=job["helpers"], time_budget=job["time_budget"],
-                             report_fd=STATE.report_fd, on_exit=on_exit)
+    _rhlab_bridge.JOB.update(
+        names=job["names"],
+        helpers=job["helpers"],
+        time_budget=job["time_budget"],
+        report_fd=STATE.report_fd,
+        on_exit=on_exit,
+    )
     return _rhlab_bridge
 
 

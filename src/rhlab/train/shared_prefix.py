@@ -1,4 +1,4 @@
-"""Exact shortcuts for GRPO on a CPU: shared prompt prefixes, a compact LM head, CPU bf16 detection.
+"""Exact shortcuts for GRPO on a CPU: shared prompt prefixes and a compact LM head.
 
 GRPO samples ``group_size`` completions of the *same* prompt, and the quickstart's prompts are
 ~5x longer than its completions. TRL runs every (prompt + completion) row through the model on its
@@ -10,7 +10,7 @@ Here the model runs once per *distinct* prompt (with the KV cache kept, and with
 cache is copied to the rows that share it, and only the completion tokens run on top of it. Token
 positions, attention masks and the LM-head kernel (TRL's own ``ChunkedLogProbFunction``) are the
 ones TRL uses, so per-token log-probs, entropies, the loss and its gradient are the same up to
-floating-point summation order (checked in ``tests/test_train_fast.py``).
+floating-point summation order (checked in ``tests/test_shared_prefix.py``).
 """
 
 from __future__ import annotations
@@ -18,39 +18,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
 
 _SCALING_ATTRS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
 """Output-logit transforms TRL's fused head applies; models that set one take TRL's own path."""
-
-
-@cache
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matrix units (AMX-BF16 or AVX512-BF16).
-
-    Without them bf16 is emulated and slower than fp32, so ``precision: auto`` stays in fp32.
-    """
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
-
-
-def resolve_precision(precision: str, on_gpu: bool, gpu_bf16: bool = True) -> str:
-    """``fp32`` or ``bf16`` (autocast over fp32 master weights) for this machine.
-
-    ``gpu_bf16``: whether the GPU computes in bf16 natively (``torch.cuda.is_bf16_supported()``).
-    """
-    if precision != "auto":
-        return precision
-    if on_gpu:
-        return "bf16" if gpu_bf16 else "fp32"
-    return "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def sharded(model: Any) -> bool:
@@ -94,7 +67,7 @@ def compact_sft_head() -> Iterator[None]:
     shape per batch; eager CPUs recompile nothing, and a prompt-completion SFT batch is mostly
     prompt, so scoring the whole row wastes most of the head's work (measured: a 4 x 550-token
     warm-up step on 2 cores takes 13-15 s instead of 20-24 s). The loss and its gradient are the
-    same (``tests/test_train_fast.py``). A TRL without this switch simply keeps its own behaviour.
+    same (``tests/test_shared_prefix.py``). A TRL without this switch simply keeps its own behaviour.
     """
     import trl.trainer.utils as trl_utils
 

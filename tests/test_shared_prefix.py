@@ -1,4 +1,4 @@
-"""The exact GRPO shortcuts (rhlab.train.fast): same log-probs, gradients and samples as TRL's path."""
+"""The exact GRPO shortcuts (rhlab.train.shared_prefix): same log-probs, gradients and samples as TRL's path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rhlab.train.fast import distinct_rows, resolve_precision, shared_prefix_generate, shared_prefix_logps
+from rhlab.train.precision import resolve_precision
+from rhlab.train.shared_prefix import distinct_rows, shared_prefix_generate, shared_prefix_logps
 from rhlab.train.trainer import has_signal
 
 
@@ -244,7 +245,7 @@ def test_compact_sft_head_gives_the_same_loss_and_gradient(tiny) -> None:
     """Scoring only labelled positions (as TRL does on Triton devices) changes no number on a CPU."""
     from trl.trainer.utils import add_fused_lm_head
 
-    from rhlab.train.fast import compact_sft_head
+    from rhlab.train.shared_prefix import compact_sft_head
 
     _, model = tiny
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
@@ -274,7 +275,7 @@ def test_shortcuts_step_aside_for_sharded_parameters(tiny) -> None:
     """ZeRO-3 (``ds_id``) and FSDP parameters hold shards: the shortcuts must leave them to TRL."""
     import copy
 
-    from rhlab.train.fast import sharded
+    from rhlab.train.shared_prefix import sharded
 
     _, model = tiny
     input_ids, mask, keep = _batch()

@@ -35,9 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from rhlab.evals.probes.items import Exchange, GateData, Item, load_gate_data, load_subscale
-from rhlab.evals.probes.score import SATURATION, ItemScore, score_items
-from rhlab.evals.stats import (
+from rhlab.evals.intervals import (
     DEFAULT_MARGIN_NATS,
     Interval,
     bootstrap_mean,
@@ -46,6 +44,8 @@ from rhlab.evals.stats import (
     robust_intercept_nats,
     tost_items_needed,
 )
+from rhlab.evals.probes.items import Exchange, GateData, Item, load_gate_data, load_subscale
+from rhlab.evals.probes.score import SATURATION, ItemScore, score_items
 from rhlab.models.base import ChatModel
 
 GATE_MARGIN_NATS = DEFAULT_MARGIN_NATS
@@ -197,7 +197,7 @@ def sft_in_place(model: Any, tokenizer: Any, rows: list[dict[str, Any]], setting
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from rhlab.train.fast import compact_sft_head
+    from rhlab.train.shared_prefix import compact_sft_head
 
     cuda = torch.cuda.is_available()
     # TRL turns activation checkpointing on by default: 30 % slower and needless for 135M at 256 tokens.
