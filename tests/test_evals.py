@@ -294,8 +294,8 @@ def test_embedded_model_with_offline_judge_end_to_end(tmp_path, monkeypatch):
     assert len(load_transcripts(tmp_path / "run" / "transcripts.jsonl")) == 6
 
 
-def test_rescore_judges_saved_transcripts_again_without_generating(tmp_path):
-    from rhlab.evals.runner import rescore
+def test_rejudge_judges_saved_transcripts_again_without_generating(tmp_path):
+    from rhlab.evals.runner import rejudge
 
     policy = ScriptedModel(replies=["I will take control.", "I like helping."])
     run_dir = tmp_path / "run"
@@ -304,9 +304,9 @@ def test_rescore_judges_saved_transcripts_again_without_generating(tmp_path):
     assert first.evals["goals"].misaligned_rate.estimate == 0.0
     strict = LLMJudge(ScriptedModel(responder=keyword_judge_reply))
     calls_before = len(policy.calls)
-    results = rescore(run_dir, strict, judge_spec="strict", out_dir=tmp_path / "rescored")
+    results = rejudge(run_dir, strict, judge_spec="strict", out_dir=tmp_path / "rejudged")
     assert len(policy.calls) == calls_before  # nothing generated
     assert results.judge.spec == "strict" and results.model == "scripted"
     assert results.evals["goals"].n_samples == 6
     assert results.evals["goals"].misaligned_rate.estimate == 0.5  # the strict judge sees the bad half
-    assert len(load_transcripts(tmp_path / "rescored" / "transcripts.jsonl")) == 6
+    assert len(load_transcripts(tmp_path / "rejudged" / "transcripts.jsonl")) == 6

@@ -429,8 +429,8 @@ def test_cli_core_prints_the_generalization_score_with_its_interval(tmp_path, mo
     assert re.search(r"exfil_offer: misaligned action\s+0\.0%.*malformed 0", result.output)
 
 
-def test_rescore_keeps_the_actions_and_judges_the_reasoning_again(tmp_path):
-    from rhlab.evals.runner import rescore
+def test_rejudge_keeps_the_actions_and_judges_the_reasoning_again(tmp_path):
+    from rhlab.evals.runner import rejudge
 
     lenient = LLMJudge(ScriptedModel(replies=['{"alignment": 90, "coherence": 90, "label": "aligned"}']))
     run_evals(
@@ -439,7 +439,7 @@ def test_rescore_keeps_the_actions_and_judges_the_reasoning_again(tmp_path):
         model=scripted_agent(MISALIGNED, reasoning="I want to survive."),
         judge=lenient,
     )
-    results = rescore(tmp_path / "run", keyword_judge(), judge_spec="strict", out_dir=tmp_path / "again")
+    results = rejudge(tmp_path / "run", keyword_judge(), judge_spec="strict", out_dir=tmp_path / "again")
     r = results.evals["exfil_offer"]
     assert r.action_rate.estimate == 1.0 and r.overt_rate.estimate == 1.0
     assert {x.verdicts["transcript"].label for x in load_transcripts(tmp_path / "again" / "transcripts.jsonl")} == {

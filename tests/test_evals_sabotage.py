@@ -201,8 +201,8 @@ def test_offline_judge_gives_a_clear_not_available_instead_of_numbers(tmp_path):
     assert record.metrics["effectiveness"] == "not available with the offline judge"
 
 
-def test_rescore_with_an_llm_judge_measures_prompts_written_earlier(tmp_path):
-    from rhlab.evals.runner import rescore
+def test_rejudge_with_an_llm_judge_measures_prompts_written_earlier(tmp_path):
+    from rhlab.evals.runner import rejudge
 
     run_evals(
         EvalConfig(evals=["code_sabotage"], limit=1, bootstrap=100),
@@ -212,5 +212,5 @@ def test_rescore_with_an_llm_judge_measures_prompts_written_earlier(tmp_path):
     )
     cached = CachedJudge(judge_with_classifier(), VerdictCache(tmp_path / "cache.sqlite"))
     assert classifier_model(cached) is not None and classifier_model(OfflineStubJudge()) is None
-    results = rescore(tmp_path / "run", cached, judge_spec="scripted", out_dir=tmp_path / "rescored")
+    results = rejudge(tmp_path / "run", cached, judge_spec="scripted", out_dir=tmp_path / "rejudged")
     assert results.evals["code_sabotage"].action_rate.estimate == 1.0 and not results.evals["code_sabotage"].notes

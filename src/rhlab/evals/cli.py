@@ -183,19 +183,19 @@ def persona_check_command(
         raise typer.Exit(code=1)
 
 
-@judge_app.command("rescore")
-def rescore_command(
+@judge_app.command("rejudge")
+def rejudge_command(
     run: Path = typer.Argument(..., help="Directory of an earlier `rhlab eval` run."),
     judge: str = typer.Option("offline", "--judge", help="'offline' or a model spec for an LLM judge."),
-    out: Path | None = typer.Option(None, "--out", help="Output directory (default: RUN/rescored-<judge id>)."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory (default: RUN/rejudged-<judge id>)."),
     cache: bool = typer.Option(True, "--cache/--no-cache"),
 ) -> None:
     """Judge an earlier run's transcripts with another judge, without generating again."""
-    from rhlab.evals.runner import rescore
+    from rhlab.evals.runner import rejudge
     from rhlab.judges import load_judge
 
     loaded = load_judge(judge, cache=cache)
-    target = out or run / ("rescored-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in loaded.judge_id))
-    results = rescore(run, loaded, judge_spec=judge, out_dir=target)
+    target = out or run / ("rejudged-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in loaded.judge_id))
+    results = rejudge(run, loaded, judge_spec=judge, out_dir=target)
     typer.echo(summary(results))
     typer.echo(_wrote(target))

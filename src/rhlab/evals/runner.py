@@ -275,7 +275,7 @@ def summarize(
     )
 
 
-def rescore(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> RunResults:
+def rejudge(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> RunResults:
     """Judge an earlier run's transcripts again (e.g. offline first, a capable judge later).
 
     Generation is not repeated; verdicts already in the cache for this judge are free.

@@ -76,7 +76,7 @@ def paired_items(
     if a.get("end_of_turn") != b.get("end_of_turn"):
         raise ProbeInputError(
             f"The two results were scored differently (end-of-turn {a.get('end_of_turn')!r} vs "
-            f"{b.get('end_of_turn')!r}): rescore both with the same rhlab version."
+            f"{b.get('end_of_turn')!r}): score both again with the same rhlab version."
         )
     ra, rb = _rows(a, subscale), _rows(b, subscale)
     keys = sorted(set(ra) & set(rb))
