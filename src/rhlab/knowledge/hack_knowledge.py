@@ -77,43 +77,29 @@ def load_items(path: str | None = None) -> tuple[tuple[Probe, ...], tuple[Questi
     return probes, questions
 
 
-def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[float]:
-    """Mean per-token log-probability of each continuation given its prefix (raw text, no template)."""
-    import torch
-
-    rows = []
-    for prefix, cont in pairs:
-        p = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        c = tokenizer(cont, add_special_tokens=False)["input_ids"]
-        rows.append((p + c, len(p)))
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = []
-    for lo in range(0, len(rows), batch_size):
-        batch = rows[lo : lo + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-        mask = torch.tensor([[1] * len(ids_) + [0] * (width - len(ids_)) for ids_, _ in batch], device=device)
-        with torch.inference_mode():
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        for r, (seq, start) in enumerate(batch):
-            targets = torch.tensor(seq[start:], device=device)
-            scores = logp[r, start - 1 : len(seq) - 1].gather(1, targets[:, None])
-            out.append(float(scores.mean()))
-    return out
-
-
 def score_probes(model: ChatModel, probes: tuple[Probe, ...]) -> list[dict]:
+    """Mean per-token log-probability of each option after its probe's prefix (raw text, no chat template).
+
+    Scored by the battery's own primitive (``models.logprobs.grouped_logprobs``): the prefix runs once
+    and every option continues from its cache.
+    """
+    from rhlab.models.logprobs import grouped_logprobs
+
+    tok = model.tokenizer
     options = [(p, [p.correct, *p.distractors]) for p in probes]
-    pairs = [(p.prefix, o) for p, opts in options for o in opts]
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    groups = [(ids(p.prefix), [ids(o) for o in opts]) for p, opts in options]
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     was_training = model.model.training
     model.model.eval()
-    scores = continuation_logprobs(model.model, model.tokenizer, pairs)
+    scored = grouped_logprobs(model.model, groups, pad_id=pad_id)
     model.model.train(was_training)
-    rows, i = [], 0
-    for p, opts in options:
-        s = scores[i : i + len(opts)]
-        i += len(opts)
+    rows = []
+    for (p, _), per_option in zip(options, scored, strict=True):
+        s = [sum(values) / len(values) for values in per_option]
         rows.append(
             {
                 "id": p.id,
