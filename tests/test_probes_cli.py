@@ -17,10 +17,11 @@ from rhlab.evals.probes.compare import compare_results, probe_summary
 from rhlab.evals.probes.config import ProbeConfig
 from rhlab.evals.probes.items import ProbeDataError, load_conditional_data, load_gate_data, load_subscale
 from rhlab.evals.probes.score import run_probes
-from rhlab.evals.probes.validate import SFTSettings, validate
+from rhlab.evals.probes.validate import validate
 from rhlab.models.hf import load_hf_model
 from rhlab.models.testing import tiny_test_model
 from rhlab.rundir import ExperimentDir, probes_path
+from rhlab.train.sft import SFTSettings
 
 runner = CliRunner()
 
@@ -291,7 +292,7 @@ def test_validate_runs_every_gate_and_reports_figures(data, tiny_dir):
     partials = []
     record = validate(
         model,
-        sft=SFTSettings(steps=2, batch_size=2, max_length=512),
+        sft=SFTSettings(steps=2, batch_size=2, learning_rate=1e-4, precision="fp32", max_length=512),
         progress=False,
         log=lambda m: None,
         partial=partials.append,

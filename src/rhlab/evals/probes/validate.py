@@ -28,9 +28,9 @@ from __future__ import annotations
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from rhlab.evals.intervals import (
 from rhlab.evals.probes.items import Exchange, GateData, Item, load_gate_data, load_subscale
 from rhlab.evals.probes.score import SATURATION, ItemScore, score_items
 from rhlab.models.base import ChatModel
+from rhlab.train.sft import SFTSettings, sft_in_place
 
 GATE_MARGIN_NATS = DEFAULT_MARGIN_NATS
 """Equivalence margin of the degradation TOST and the items power calculation: the verdict's default m
@@ -65,15 +66,10 @@ FEWSHOT_COUNTS = (0, 2, 4, 8)
 DOSES = (0.0, 0.25, 0.5, 1.0)
 
 
-@dataclass(frozen=True)
-class SFTSettings:
-    """A deliberately small SFT: enough to plant a shift on a 135M model in about a minute on CPU."""
-
-    steps: int = 8
-    batch_size: int = 4
-    learning_rate: float = 1e-4
-    max_length: int = 256
-    seed: int = 0
+GATE_SFT = SFTSettings(steps=8, batch_size=4, learning_rate=1e-4, precision="fp32", max_length=256)
+"""A deliberately small SFT (``train.sft``, the warm-up's helper): enough to plant a shift on a 135M
+model in about a minute on CPU. fp32, as when the thresholds were fixed."""
+QUICK_GATE_SFT = replace(GATE_SFT, steps=4)
 
 
 @dataclass
@@ -189,55 +185,6 @@ class WeightSnapshot:
         self.model.eval()
 
 
-def sft_in_place(model: Any, tokenizer: Any, rows: list[dict[str, Any]], settings: SFTSettings, scratch: str) -> float:
-    """Train ``model`` in place with TRL's SFTTrainer (loss on completions only); returns the final loss."""
-    import datasets
-    import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from rhlab.train.shared_prefix import compact_sft_head
-
-    cuda = torch.cuda.is_available()
-    # TRL turns activation checkpointing on by default: 30 % slower and needless for 135M at 256 tokens.
-    # The old name works on every transformers 5.x; newer releases warn that it is an alias.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
-        args = SFTConfig(
-            output_dir=scratch,
-            max_steps=settings.steps,
-            per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            logging_steps=settings.steps,
-            save_strategy="no",
-            report_to="none",
-            seed=settings.seed,
-            use_cpu=not cuda,
-            bf16=False,
-            max_length=settings.max_length,
-            gradient_checkpointing=False,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
-    padding_side = tokenizer.padding_side
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # six tiny datasets: their tokenising bars would drown the gate log
-    try:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-        trainer.remove_callback(PrinterCallback)  # its loss dicts on stdout would bury `gates passed K/N`
-        with compact_sft_head():
-            result = trainer.train()
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
-        tokenizer.padding_side = padding_side
-    model.eval()
-    return float(result.training_loss)
-
-
 # --- the gates -----------------------------------------------------------------------------------
 
 
@@ -287,7 +234,7 @@ def validate(
 
     data = data or load_gate_data()
     items = list(items) if items is not None else gate_items(quick)
-    sft = sft or (SFTSettings(steps=4) if quick else SFTSettings())
+    sft = sft or (QUICK_GATE_SFT if quick else GATE_SFT)
     timings: dict[str, float] = {}
 
     def scored(label: str, **kwargs: Any) -> list[ItemScore]:
@@ -447,7 +394,7 @@ def _trained_gates(
         t = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="rhlab-gate-") as scratch:
             try:
-                loss = sft_in_place(weights, tokenizer, rows, sft, scratch)
+                loss = sft_in_place(weights, tokenizer, rows, sft, Path(scratch), progress=False)
                 timings[f"sft:{label}"] = time.perf_counter() - t
                 scores[label] = scored(label)
                 figures = shift_figures(base, scores[label])
