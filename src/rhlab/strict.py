@@ -165,3 +165,67 @@ def merged(old: Any, new: Any) -> Any:
     for key, value in new.items():
         out[key] = merged(old.get(key), value)
     return out
+
+
+def cli_options(model: type[M], fields: Sequence[str]) -> Any:
+    """Decorate a typer command so that ``fields`` of ``model`` become its options; it receives ``config``.
+
+    Names (``--batch-size``), defaults and help come from the model (its field docstrings), and the
+    values are validated by it, so a CLI cannot drift from the config the pipeline reads (TRL derives
+    its command lines from its config dataclasses the same way). A bad value exits 2 with the model's
+    own error line.
+    """
+    import functools
+    import inspect
+
+    import typer
+
+    def option(name: str) -> inspect.Parameter:
+        info = model.model_fields[name]
+        annotation = _cli_type(info.annotation)
+        flag = name.replace("_", "-")
+        names = [f"--{flag}/--no-{flag}"] if annotation is bool else [f"--{flag}"]
+        help_text = (info.description or "").strip().split("\n\n")[0].replace("\n", " ")
+        default = typer.Option(info.get_default(call_default_factory=True), *names, help=help_text)
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+    def decorate(command: Any) -> Any:
+        hints = typing.get_type_hints(command)  # the command's module may postpone its annotations
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "config"
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in fields}
+            try:
+                config = model(**values)
+            except ValidationError as exc:
+                flags = {name: f"--{name.replace('_', '-')}" for name in fields}
+                message = format_errors(exc, model)
+                for name, flag in flags.items():
+                    message = re.sub(rf"\b{name}:", f"{flag}:", message)
+                typer.echo(f"error: {message}", err=True)
+                raise typer.Exit(2) from None
+            return command(config=config, **kwargs)
+
+        params = [*own, *(option(name) for name in fields)]
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}  # typer reads these, not the command's
+        del wrapper.__wrapped__
+        return wrapper
+
+    return decorate
+
+
+def _cli_type(annotation: Any) -> Any:
+    """A command-line type for a field's annotation: ``X | None`` is ``X``, a ``Literal`` of strings is ``str``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _cli_type(args[0]) if len(args) == 1 else str
+    if origin is typing.Literal:
+        return str
+    return annotation

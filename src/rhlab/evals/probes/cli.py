@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rhlab.evals.probes.config import ProbeConfig
+from rhlab.strict import cli_options
+
 probe_app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
@@ -20,23 +23,20 @@ def _fail(message: str) -> None:
 
 
 @probe_app.command("score")
+@cli_options(ProbeConfig, ["subscales", "split", "batch_size", "neutral_nll"])
 def score_command(
+    config: ProbeConfig,
     model: str = typer.Option("embedded", "--model", help="Model spec: embedded, hf:PATH, vllm:PATH, openai:..."),
     out: Path = typer.Option(..., "--out", help="Where to write probes.json."),
-    subscales: list[str] = typer.Option(None, "--subscales", help="Subscales to score (repeatable; default all)."),
-    split: str = typer.Option("test", "--split", help="dev, test or all."),
     start: Path | None = typer.Option(None, "--start", help="The start policy's probes.json (adds KL/NLL shift)."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
 ) -> None:
     """Score every item of the battery on MODEL and write per-item and per-subscale results."""
-    from rhlab.evals.probes.config import ProbeConfig
     from rhlab.evals.probes.items import ProbeDataError
     from rhlab.evals.probes.score import run_probes
     from rhlab.models.loading import load_model
 
-    if split not in ("dev", "test", "all"):
-        _fail(f"--split must be dev, test or all, not {split!r}.")
-    config = ProbeConfig(subscales=subscales or None, split=split, batch_size=batch_size)
+    if config.subscales == []:
+        config = config.model_copy(update={"subscales": None})
     chat = load_model(model)
     try:
         results = run_probes(chat, out, config, start_results=start)
@@ -50,10 +50,11 @@ def score_command(
 
 
 @probe_app.command("compare")
+@cli_options(ProbeConfig, ["margin", "n_boot", "seed"])
 def compare_command(
+    config: ProbeConfig,
     baseline: Path = typer.Argument(..., help="probes.json of the baseline checkpoint (A)."),
     other: Path = typer.Argument(..., help="probes.json of the checkpoint compared with it (B)."),
-    margin: float = typer.Option(0.5, "--margin", help="Equivalence margin m in nats of log-odds.", min=0.01),
     subscale: str = typer.Option("broad", "--subscale", help="Subscale the verdict is computed on ('all' pools)."),
     validation: Path | None = typer.Option(
         None, "--validation", help="probe_validation.json of `rhlab probe validate` for this model."
@@ -73,9 +74,11 @@ def compare_command(
         result = compare_results(
             read_results(baseline),
             read_results(other),
-            margin=margin,
+            margin=config.margin,
             subscale=None if subscale == "all" else subscale,
             gates_passed=gates_passed,
+            n_boot=config.n_boot,
+            seed=config.seed,
         )
     except ProbeInputError as exc:
         _fail(str(exc))
@@ -92,10 +95,10 @@ def compare_command(
     r = result["robust"]
     table.add_row("robust intercept", f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] nats")
     table.add_row("per-item sd", f"{result['sd_item_diff']:.3f} nats ({result['n_items']} items)")
-    table.add_row(f"items for TOST ±{margin:g} (80 % power)", str(result["items_for_tost_power"]))
+    table.add_row(f"items for TOST ±{config.margin:g} (80 % power)", str(result["items_for_tost_power"]))
     t, rt = result["tost"], r["tost"]
     table.add_row(
-        f"TOST ±{margin:g} nats",
+        f"TOST ±{config.margin:g} nats",
         f"mean {'pass' if t['passed'] else 'fail'} (90 % CI [{t['ci_low']:+.3f}, "
         f"{t['ci_high']:+.3f}]); intercept {'pass' if rt['passed'] else 'fail'}",
     )

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from rhlab.evals.intervals import DEFAULT_MARGIN_NATS
 from rhlab.strict import Strict
 
 
 class ProbeConfig(Strict):
-    """Which items to score at each checkpoint, and the margin a null is stated at."""
+    """Which items to score at each checkpoint, and the margin a null is stated at.
+
+    The ``rhlab probe`` commands take their options from these fields (``strict.cli_options``).
+    """
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     enabled: bool = True
     subscales: list[str] | None = None
-    """Subscales to score; ``None`` means every shipped one."""
+    """Subscales to score (repeatable on the command line); unset means every shipped one."""
     split: Literal["dev", "test", "all"] = "test"
+    """Which items: dev (calibration and the validation's items), test (verdicts) or all."""
     margin: float = Field(default=DEFAULT_MARGIN_NATS, gt=0, le=5)
     """Equivalence margin m in **nats** of forced-choice log-odds (0.5 = odds ratio 1.65; see
     ``rhlab.evals.intervals.DEFAULT_MARGIN_NATS`` for its anchor). ``null within ±m nats`` needs both TOSTs to
