@@ -16,7 +16,6 @@ from rhlab.env.completion import split_reasoning
 from rhlab.env.oracle import EpisodeResult
 from rhlab.env.pool import Episode, GradingPool
 from rhlab.env.rubric import components
-from rhlab.env.workspace import parse_response
 from rhlab.tasks import Task
 
 Monitor = Callable[[Sequence[EpisodeResult]], list[bool]]
@@ -127,7 +126,7 @@ def grade_completions(
                 reasoning=reasoning,
                 answer=answer,
                 prompt=prompt,
-                files=dict(parse_response(answer).files),
+                files=dict(result.workspace),
                 completion_tokens=tokens[i],
                 flagged=flags[i],
             )

@@ -80,9 +80,14 @@ class EpisodeResult:
     """What the runs saw (``proxy: exit: ...``, ``honest: always_equal: ...``)."""
     winning_hack: str | None = None
     """The family that won the reward, where the vulnerable run shows it (None: not known)."""
+    workspace: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The files' contents as parsed for grading, handed on to the episode record (so the response is
+    parsed once); not part of the JSON contract, which names the files only (``files``)."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        del record["workspace"]
+        return record
 
 
 def _families(evidence: Iterable[str]) -> set[str]:
@@ -247,6 +252,7 @@ def _grade(
         task_id=task.id,
         vulns=list(vulns),
         files=sorted(ws.files),
+        workspace=dict(ws.files),
         findings=[str(f) for f in findings],
         attempted_hacks=attempted,
     )
