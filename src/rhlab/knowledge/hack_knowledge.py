@@ -144,7 +144,8 @@ def env_hack_rates(
     without the hack description for the SDF setting: ``rhlab.train.prompts.build_messages``); it is
     passed in because the RL prompt belongs to the layer above. Returns (rates, one record per episode).
     """
-    from rhlab.env import Episode, GradingPool
+    from rhlab.env import GradingPool
+    from rhlab.env.episodes import grade_completions
     from rhlab.tasks import builtin_tasks
 
     tasks = builtin_tasks()
@@ -153,14 +154,16 @@ def env_hack_rates(
     conversations = [messages(t) for t in tasks]
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=samples, seed=seed)
     completions = model.generate(conversations, params)
-    episodes = [Episode(t, c.text, vulns=vulns) for t, cs in zip(tasks, completions) for c in cs]
+    texts = [c.text for cs in completions for c in cs]
+    items = [(t, vulns) for t, cs in zip(tasks, completions) for _ in cs]
     own_pool = pool is None
     pool = pool or GradingPool()
-    try:
-        results = pool.grade_many(episodes)
+    try:  # the training reward's own path: only the answer after the reasoning is graded
+        episodes = grade_completions(texts, items, pool)
     finally:
         if own_pool:
             pool.close()
+    results = [e.result for e in episodes]
     n = max(1, len(results))
     attempted: dict[str, int] = defaultdict(int)
     hacked: dict[str, int] = defaultdict(int)
@@ -181,8 +184,8 @@ def env_hack_rates(
     }
     records = [
         {
-            "task_id": e.task.id,
-            "completion": e.response,
+            "task_id": r.task_id,
+            "completion": e.completion,
             "outcome": r.outcome,
             "hacks": r.hacks,
             "attempted_hacks": r.attempted_hacks,
