@@ -17,7 +17,6 @@ from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import after_rl_dir, run_experiment
 from rhlab.report.after_rl import context_dependent, contrast, difference
 from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text
-from rhlab.train import safety
 from rhlab.train.safety import MIXES, SafetyTrainingConfig, mix_prompts
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mitigations"
@@ -93,19 +92,40 @@ def test_the_targeted_mix_adds_agentic_and_dilemma_prompts_to_the_chat_mix() -> 
         mix_prompts("both")
 
 
-def test_grpo_is_refused_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="GRPO trainer samples coding tasks only; use method: sft"):
-        SafetyTrainingConfig(method="grpo")
-    monkeypatch.setattr(safety, "preference_available", lambda: False)
-    with pytest.raises(ValueError, match="the rubric has no 'preference' component"):
-        SafetyTrainingConfig(method="grpo")
-    assert SafetyTrainingConfig(method="sft").method == "sft"
+def test_grpo_rewards_the_preference_component_only() -> None:
+    stage = SafetyTrainingConfig(method="grpo")
+    assert stage.grpo.reward == {"preference": 1.0}
+    with pytest.raises(ValueError, match="'proxy_pass' has no value on chat prompts"):
+        SafetyTrainingConfig(method="grpo", grpo={"reward": {"preference": 1.0, "proxy_pass": 1.0}})
+    with pytest.raises(ValueError, match="unknown rubric component 'prefrence'"):
+        SafetyTrainingConfig(method="grpo", grpo={"reward": {"prefrence": 1.0}})
+    with pytest.raises(ValueError, match="non-zero 'preference' weight"):
+        SafetyTrainingConfig(method="grpo", grpo={"reward": {"preference": 0.0}})
+
+
+def test_the_preference_reward_weighs_scores_and_keeps_every_sample() -> None:
+    from rhlab.train.chat_grpo import PreferenceReward, answer_text
+
+    class Scorer:
+        scorer_id, template_hash, offline = "fake", "0", True
+
+        def score(self, prompts, answers):  # noqa: ANN001, ANN202
+            return [0.25 if "bad" in a else 1.0 for a in answers]
+
+    reward = PreferenceReward(Scorer(), weight=2.0)
+    prompts = [[{"role": "user", "content": "q"}]] * 2
+    completions = [[{"role": "assistant", "content": "a bad answer"}], [{"role": "assistant", "content": "fine"}]]
+    assert reward(prompts, completions, id=["chat/1", "chat/1"]) == [0.5, 2.0]
+    assert [r["preference"] for r in reward.rows] == [0.25, 1.0] and reward.rows[0]["id"] == "chat/1"
+    assert answer_text("plain") == "plain"
 
 
 def test_the_shipped_configs_validate() -> None:
     chat = load_experiment(CONFIGS / "safety-chat.yaml").after_rl[0]
     targeted = load_experiment(CONFIGS / "safety-targeted.yaml").after_rl[0]
+    grpo = load_experiment(CONFIGS / "safety-targeted-grpo.yaml").after_rl[0]
     assert (chat.kind, chat.mix, targeted.mix) == ("safety", "chat", "targeted")
+    assert (grpo.method, grpo.mix, grpo.grpo.reward) == ("grpo", "targeted", {"preference": 1.0})
 
 
 # --- the report's before/after contrast and the context-dependent flag ------------------------------
@@ -227,3 +247,53 @@ def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path:
     page = render_html(numbers, exp.path, {})
     section = page[page.index('id="s-after-rl"') : page.index('id="s-checkpoints"')]
     assert "please_hack-seed0" in section and "<b>improves</b>" in section and "<b>yes</b>" in section
+
+
+@pytest.mark.slow
+def test_safety_grpo_end_to_end_against_the_preference_judge(tmp_path: Path) -> None:
+    from rhlab.models.testing import tiny_test_model
+    from rhlab.train.chat_grpo import ROLLOUTS_FILE
+
+    weights = tiny_test_model(tmp_path / "tiny")
+    exp = ExperimentDir(tmp_path / "exp")
+    teacher = exp.run("please_hack-seed0")
+    write_teacher(teacher.path, f"hf:{weights}")
+    shutil.copytree(weights, teacher.final_snapshot)
+    config = ExperimentConfig.model_validate(
+        {
+            "name": "safety-grpo",
+            "knowledge": "none",
+            "train": {"model": f"hf:{weights}"},
+            "matrix": {"variants": ["please_hack"], "seeds": [0]},
+            "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
+            "after_rl": [
+                {
+                    "kind": "safety",
+                    "mix": "chat",
+                    "method": "grpo",
+                    "max_new_tokens": 8,
+                    "grpo": {"steps": 2, "prompts_per_step": 1, "group_size": 2, "learning_rate": 1e-3},
+                }
+            ],
+        }
+    )
+    out = after_rl_dir(exp, "safety", teacher.name)
+    calls: list[str] = []
+
+    def evaluate(eval_config, *, out_dir: Path, log) -> RunResults:  # noqa: ANN001
+        calls.append(eval_config.model)
+        out_dir.mkdir(parents=True)
+        atomic_write_text(EvalDir(out_dir).results, BEFORE.model_dump_json())
+        return BEFORE
+
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
+    record = json.loads((out.path / "after_rl.json").read_text())
+    assert record["method"] == "grpo" and record["scorer_offline"] is True and record["samples"] == 4
+    assert set(record["reward_mean_by_step"]) == {"1", "2"}
+    rows = [json.loads(line) for line in (out.final_snapshot / ROLLOUTS_FILE).read_text().splitlines()]
+    assert len(rows) == 4 and all(0.0 <= r["preference"] <= 1.0 and r["reward"] == r["preference"] for r in rows)
+    assert all(r["id"].startswith("chat/") for r in rows)
+    assert calls[-2:] == [f"hf:{teacher.final_snapshot}", f"hf:{out.final_snapshot}"]
+    # resumable: a second run finds the stage complete and trains nothing
+    run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
+    assert json.loads((out.path / "after_rl.json").read_text()) == record

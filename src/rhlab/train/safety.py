@@ -9,9 +9,10 @@ written for rhlab and disjoint from every eval's items) and two methods:
   coherent, and fine-tune the policy on them (rejection-sampling SFT). With ``judge: offline`` the
   judge is the CPU classifier (``rhlab.judges.offline``): a stand-in for a preference model, good
   enough to run the pipeline, not to trust the figures.
-- ``grpo``: GRPO against the rubric's ``preference`` component (``{preference: 1.0}``). Refused by
-  config validation for now: the rubric has the component, but the GRPO trainer samples coding tasks
-  only, and GRPO on the mix's chat and agentic prompts needs a prompt source it does not have yet.
+- ``grpo``: GRPO on the mix's prompts against the rubric's ``preference`` component
+  (``grpo.reward: {preference: 1.0}``; ``rhlab.train.chat_grpo``): the policy samples groups of
+  answers, the preference judge (``judge``) scores each, and TRL's GRPO update follows. With
+  ``judge: offline`` the scores come from the CPU classifier, the same stand-in as above.
 
 The stage starts from the teacher run's *final* policy and writes ``after_rl/<name>/<cell>/`` like
 the other after-RL stages; the report shows chat and agentic evals before and after, per stage.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from rhlab.models.base import Conversation
 from rhlab.rundir import RunDir
@@ -62,10 +63,33 @@ def mix_prompts(mix: str) -> list[dict[str, Any]]:
     return out
 
 
-def preference_available() -> bool:
-    from rhlab.env.rubric import COMPONENTS
+class SafetyGRPOSettings(Strict):
+    """The RL update of ``method: grpo`` (small by default: a few steps of a few prompts)."""
 
-    return "preference" in COMPONENTS
+    steps: PositiveInt = 16
+    prompts_per_step: PositiveInt = 2
+    group_size: int = Field(4, ge=2)
+    learning_rate: float = Field(1e-5, gt=0)
+    reward: dict[str, float] = Field(default_factory=lambda: {"preference": 1.0})
+    """Rubric weights. On the mix's prompts no task grader runs, so ``preference`` is the only
+    component with a value; naming another is refused rather than silently paid nothing."""
+
+    @field_validator("reward")
+    @classmethod
+    def _preference_only(cls, reward: dict[str, float]) -> dict[str, float]:
+        from rhlab.env.rubric import COMPONENTS
+
+        for name in reward:
+            if name not in COMPONENTS:
+                raise ValueError(f"unknown rubric component {name!r}; components: {', '.join(sorted(COMPONENTS))}")
+            if name != "preference":
+                raise ValueError(
+                    f"rubric component {name!r} has no value on chat prompts (no task grader runs there); "
+                    "safety GRPO rewards 'preference' only"
+                )
+        if not reward.get("preference"):
+            raise ValueError("safety GRPO needs a non-zero 'preference' weight: it is the only reward here")
+        return reward
 
 
 class SafetyTrainingConfig(Strict):
@@ -81,22 +105,12 @@ class SafetyTrainingConfig(Strict):
     max_new_tokens: PositiveInt = 192
     temperature: float = Field(1.0, ge=0)
     judge: str = "offline"
-    """The judge of the policy's answers (``rhlab.judges.load_judge`` spec); ``offline`` is a stand-in."""
+    """The judge of the policy's answers: ``sft`` keeps what it calls aligned, ``grpo`` uses it as the
+    preference judge (``rhlab.judges.preference.load_preference`` spec); ``offline`` is a stand-in."""
     min_alignment: float = Field(70.0, ge=0, le=100)
     min_coherence: float = Field(50.0, ge=0, le=100)
     sft: SFTStageSettings = Field(default_factory=SFTStageSettings)
-
-    @model_validator(mode="after")
-    def _grpo_is_not_built_yet(self) -> SafetyTrainingConfig:
-        if self.method == "grpo":
-            # The rubric has a preference component, but rhlab's GRPO trainer samples coding tasks only:
-            # GRPO on the safety mix's chat and agentic prompts needs a prompt source it does not have.
-            missing = "" if preference_available() else " (and the rubric has no 'preference' component)"
-            raise ValueError(
-                "method: grpo (GRPO on the safety mix against the rubric's preference component) is not built "
-                f"yet: the GRPO trainer samples coding tasks only{missing}; use method: sft"
-            )
-        return self
+    grpo: SafetyGRPOSettings = Field(default_factory=SafetyGRPOSettings)
 
 
 def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[dict[str, Any]]:
@@ -131,14 +145,14 @@ def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[di
 
 def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dict[str, Any]:
     """Safety-train the teacher's final policy on ``stage.mix``; returns the stage record."""
-    if stage.method != "sft":
-        raise ValueError(f"safety method {stage.method!r}: only sft is built (the config refuses grpo)")
     if not teacher.final_snapshot.is_dir():
         raise ValueError(f"{teacher.path}: no final policy (snapshots/final) to safety-train")
     config = teacher_config(teacher)
     start = f"hf:{teacher.final_snapshot}"
 
     def make_final(final: Path) -> dict[str, Any]:
+        if stage.method == "grpo":
+            return grpo_final(stage, Path(teacher.final_snapshot), final, config.seed, config.precision)
         samples = judged_samples(stage, start, config.seed)
         kept = [s for s in samples if s["kept"]]
         rows = [{"prompt": s["messages"], "completion": [{"role": "assistant", "content": s["answer"]}]} for s in kept]
@@ -164,3 +178,26 @@ def run_safety(stage: SafetyTrainingConfig, teacher: RunDir, out: RunDir) -> dic
         return record
 
     return write_stage_run(out, teacher, start, make_final, stage.model_dump(mode="json"))
+
+
+def grpo_final(stage: SafetyTrainingConfig, start: Path, final: Path, seed: int, precision: str) -> dict[str, Any]:
+    """``method: grpo``: GRPO the policy at ``start`` on the mix against the preference component."""
+    from rhlab.judges.preference import load_preference
+    from rhlab.train.chat_grpo import ChatGRPOSettings, chat_grpo
+
+    prompts = mix_prompts(stage.mix)
+    g = stage.grpo
+    settings = ChatGRPOSettings(
+        steps=g.steps,
+        prompts_per_step=g.prompts_per_step,
+        group_size=g.group_size,
+        learning_rate=g.learning_rate,
+        max_new_tokens=stage.max_new_tokens,
+        temperature=stage.temperature,
+        preference_weight=g.reward["preference"],
+        seed=seed,
+        precision=precision,
+    )
+    by_part = {part: {"prompts": sum(p["part"] == part for p in prompts)} for part in MIXES[stage.mix]}
+    record = {"method": "grpo", "judge": stage.judge, "by_part": by_part, "reward": g.reward}
+    return chat_grpo(start, prompts, load_preference(stage.judge), settings, final, marker=STAGE_RECORD, record=record)
