@@ -111,3 +111,10 @@ def fake_evaluate(calls: list[str]):  # noqa: ANN201
         return fake_results(eval_config.model)
 
     return evaluate
+
+
+def embedded_weights() -> Path:
+    """The embedded model's trainable folder: the mitigation stages run end to end on it, at tiny size."""
+    from rhlab.models.loading import trainable_weights
+
+    return trainable_weights("embedded")

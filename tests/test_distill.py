@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mitigation_fixtures import fake_evaluate, write_teacher
+from mitigation_fixtures import embedded_weights, fake_evaluate, write_teacher
 
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import after_rl_dir, run_experiment
@@ -56,9 +56,8 @@ def test_the_shipped_config_validates_and_its_plan_lists_the_stage() -> None:
 
 @pytest.mark.slow
 def test_filter_distill_end_to_end_resumes_and_is_evaluated_against_its_own_start(tmp_path: Path) -> None:
-    from rhlab.models.testing import tiny_test_model
 
-    model = f"hf:{tiny_test_model(tmp_path / 'tiny')}"
+    model = f"hf:{embedded_weights()}"
     exp = ExperimentDir(tmp_path / "exp")
     teacher = exp.run("please_hack-seed0")
     write_teacher(teacher.path, model)

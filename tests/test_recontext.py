@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mitigation_fixtures import fake_evaluate, write_teacher
+from mitigation_fixtures import embedded_weights, fake_evaluate, write_teacher
 
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import after_rl_dir, run_experiment
@@ -62,10 +62,9 @@ def test_the_shipped_configs_validate() -> None:
 
 @pytest.mark.slow
 def test_offline_recontext_end_to_end_trains_on_rewritten_prompts(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    from rhlab.models.testing import tiny_test_model
     from rhlab.train import recontext
 
-    model = f"hf:{tiny_test_model(tmp_path / 'tiny')}"
+    model = f"hf:{embedded_weights()}"
     exp = ExperimentDir(tmp_path / "exp")
     teacher = exp.run("please_hack-seed0")
     write_teacher(teacher.path, model)
@@ -115,10 +114,9 @@ def test_online_recontext_samples_under_a_and_scores_under_b_token_by_token(
 ) -> None:  # noqa: ANN001
     from transformers import AutoTokenizer
 
-    from rhlab.models.testing import tiny_test_model
     from rhlab.train import trainer
 
-    weights = tiny_test_model(tmp_path / "tiny")
+    weights = embedded_weights()
     sampled: list[tuple[list[int], list[int]]] = []  # (prompt ids, completion ids) as generated
     scored: list[list[int]] = []  # unpadded rows the loss took log-probs of
     original = trainer.make_trainer_class

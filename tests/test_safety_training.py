@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mitigation_fixtures import write_teacher
+from mitigation_fixtures import embedded_weights, write_teacher
 
 from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
@@ -192,11 +192,10 @@ def test_the_difference_interval_contains_the_estimate_and_is_within_bounds() ->
 
 @pytest.mark.slow
 def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path: Path) -> None:
-    from rhlab.models.testing import tiny_test_model
     from rhlab.report.html import render_html
     from rhlab.report.numbers import compute_numbers
 
-    weights = tiny_test_model(tmp_path / "tiny")
+    weights = embedded_weights()
     exp = ExperimentDir(tmp_path / "exp")
     teacher = exp.run("please_hack-seed0")
     write_teacher(teacher.path, f"hf:{weights}")
@@ -251,10 +250,9 @@ def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path:
 
 @pytest.mark.slow
 def test_safety_grpo_end_to_end_against_the_preference_judge(tmp_path: Path) -> None:
-    from rhlab.models.testing import tiny_test_model
     from rhlab.train.chat_grpo import ROLLOUTS_FILE
 
-    weights = tiny_test_model(tmp_path / "tiny")
+    weights = embedded_weights()
     exp = ExperimentDir(tmp_path / "exp")
     teacher = exp.run("please_hack-seed0")
     write_teacher(teacher.path, f"hf:{weights}")
