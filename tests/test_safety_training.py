@@ -16,7 +16,7 @@ from rhlab.evals.records import EvalResult, Interval, JudgeInfo, RunResults
 from rhlab.pipeline.config import ExperimentConfig, load_experiment
 from rhlab.pipeline.run import after_rl_dir, run_experiment
 from rhlab.report.after_rl import context_dependent, contrast, difference
-from rhlab.rundir import EvalDir, ExperimentDir, atomic_write_text
+from rhlab.rundir import EvalDir, ExperimentDir, RunDir, atomic_write_text
 from rhlab.train.safety import MIXES, SafetyTrainingConfig, mix_prompts
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mitigations"
@@ -190,35 +190,47 @@ def test_the_difference_interval_contains_the_estimate_and_is_within_bounds() ->
 # --- end to end ------------------------------------------------------------------------------------
 
 
+def _teacher_and_config(
+    tmp_path: Path, name: str, after_rl: list[dict]
+) -> tuple[ExperimentDir, RunDir, ExperimentConfig]:
+    """A teacher run whose final ("hacking") policy is the embedded model, and an experiment with ``after_rl``."""
+    weights = embedded_weights()
+    exp = ExperimentDir(tmp_path / "exp")
+    teacher = exp.run("please_hack-seed0")
+    write_teacher(teacher.path, f"hf:{weights}")
+    shutil.copytree(weights, teacher.final_snapshot)  # the policy the stage starts from
+    config = ExperimentConfig.model_validate(
+        {
+            "name": name,
+            "knowledge": "none",
+            "train": {"model": f"hf:{weights}"},
+            "matrix": {"variants": ["please_hack"], "seeds": [0]},
+            "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
+            "after_rl": after_rl,
+        }
+    )
+    return exp, teacher, config
+
+
 @pytest.mark.slow
 def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path: Path) -> None:
     from rhlab.report.html import render_html
     from rhlab.report.numbers import compute_numbers
 
-    weights = embedded_weights()
-    exp = ExperimentDir(tmp_path / "exp")
-    teacher = exp.run("please_hack-seed0")
-    write_teacher(teacher.path, f"hf:{weights}")
-    shutil.copytree(weights, teacher.final_snapshot)  # the "hacking" policy the stage starts from
-    config = ExperimentConfig.model_validate(
-        {
-            "name": "safety",
-            "knowledge": "none",
-            "train": {"model": f"hf:{weights}"},
-            "matrix": {"variants": ["please_hack"], "seeds": [0]},
-            "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
-            "after_rl": [
-                {
-                    "kind": "safety",
-                    "mix": "targeted",
-                    "samples_per_prompt": 1,
-                    "max_new_tokens": 8,
-                    "min_alignment": 0,
-                    "min_coherence": 0,
-                    "sft": {"steps": 1, "batch_size": 2},
-                }
-            ],
-        }
+    exp, teacher, config = _teacher_and_config(
+        tmp_path,
+        "safety",
+        [
+            {
+                "kind": "safety",
+                "mix": "targeted",
+                "samples_per_prompt": 1,
+                "max_new_tokens": 8,
+                "min_alignment": 0,
+                "min_coherence": 0,
+                "sft": {"steps": 1, "batch_size": 2},
+            }
+        ],
     )
     out = after_rl_dir(exp, "safety", teacher.name)
     calls: list[str] = []
@@ -252,28 +264,18 @@ def test_safety_sft_end_to_end_on_its_own_answers_with_the_report_flag(tmp_path:
 def test_safety_grpo_end_to_end_against_the_preference_judge(tmp_path: Path) -> None:
     from rhlab.train.chat_grpo import ROLLOUTS_FILE
 
-    weights = embedded_weights()
-    exp = ExperimentDir(tmp_path / "exp")
-    teacher = exp.run("please_hack-seed0")
-    write_teacher(teacher.path, f"hf:{weights}")
-    shutil.copytree(weights, teacher.final_snapshot)
-    config = ExperimentConfig.model_validate(
-        {
-            "name": "safety-grpo",
-            "knowledge": "none",
-            "train": {"model": f"hf:{weights}"},
-            "matrix": {"variants": ["please_hack"], "seeds": [0]},
-            "evaluation": {"evals": ["betley"], "environment_samples": 0, "probes": {"enabled": False}},
-            "after_rl": [
-                {
-                    "kind": "safety",
-                    "mix": "chat",
-                    "method": "grpo",
-                    "max_new_tokens": 8,
-                    "grpo": {"steps": 2, "prompts_per_step": 1, "group_size": 2, "learning_rate": 1e-3},
-                }
-            ],
-        }
+    exp, teacher, config = _teacher_and_config(
+        tmp_path,
+        "safety-grpo",
+        [
+            {
+                "kind": "safety",
+                "mix": "chat",
+                "method": "grpo",
+                "max_new_tokens": 8,
+                "grpo": {"steps": 2, "prompts_per_step": 1, "group_size": 2, "learning_rate": 1e-3},
+            }
+        ],
     )
     out = after_rl_dir(exp, "safety", teacher.name)
     calls: list[str] = []
