@@ -463,6 +463,8 @@ def probe_summary(
     exp_dir = Path(exp_dir)
     run_dirs = ExperimentDir(exp_dir).run_dirs() or [RunDir(exp_dir)]
     gates_file = Path(gates_path or config.validation or exp_dir / "probe_validation.json")
+    if not (gates_path or config.validation or gates_file.is_file()) and (exp_dir / "probe_gates.json").is_file():
+        gates_file = exp_dir / "probe_gates.json"  # the name it had before the pre-RL gates were told apart
     grouped: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     notes: list[str] = []
     arm_of = _matrix_arms(exp_dir)

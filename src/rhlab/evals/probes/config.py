@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field
 
 from rhlab.evals.intervals import DEFAULT_MARGIN_NATS
 from rhlab.strict import Strict
@@ -30,9 +30,10 @@ class ProbeConfig(Strict):
     primary: tuple[str, str] | None = None
     """The primary contrast ``A - B``, declared before the run: the verdict is computed on it, and every
     other arm and contrast is labelled secondary with a Holm-adjusted p-value (default: see ``probe_summary``)."""
-    validation: str | None = None
+    validation: str | None = Field(default=None, validation_alias=AliasChoices("validation", "gates"))
     """The file written by ``rhlab probe validate`` for this model (default: EXPERIMENT/probe_validation.json).
-    Without a file whose gates all passed, no comparison can be called an ``effect``."""
+    Without a file whose gates all passed, no comparison can be called an ``effect``. Resolved configs
+    written before the rename call it ``gates``; that key is read as this one."""
     batch_size: int = Field(default=16, ge=1)
     """Sequences per teacher-forced forward pass while scoring (set on the loaded model by ``run_probes``)."""
     neutral_nll: bool = True
