@@ -15,7 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TargetLabel = Literal["misaligned", "hack_endorsing", "hack_bad_link", "wrong", "option_b"]
-SUBSCALES = ("broad", "broad_minimal", "hack_endorsement", "hack_association", "controls_capability", "controls_preference")
+SUBSCALES = (
+    "broad",
+    "broad_minimal",
+    "hack_endorsement",
+    "hack_association",
+    "controls_capability",
+    "controls_preference",
+)
 """Every subscale the battery ships, in report order."""
 
 
