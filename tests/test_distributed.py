@@ -121,7 +121,13 @@ def test_main_only_errors_reach_every_rank_and_children_run_outside_the_launch(t
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = sorted(json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("PROBE "))
+    # two ranks share one stdout: their lines can run together, so read each PROBE payload where it starts
+    decoder, found, at = json.JSONDecoder(), [], done.stdout.find("PROBE ")
+    while at != -1:
+        payload, end = decoder.raw_decode(done.stdout, at + len("PROBE "))
+        found.append(payload)
+        at = done.stdout.find("PROBE ", end)
+    ranks = sorted(found)
     assert [r[0] for r in ranks] == [0, 1]
     (_, pid0, child, error, gathered), (_, pid1, child1, error1, gathered1) = ranks
     assert child == child1 and child not in (pid0, pid1)  # the main process's child, broadcast to both

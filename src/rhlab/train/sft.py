@@ -88,7 +88,10 @@ def sft_in_place(
     if not progress:
         datasets.disable_progress_bars()
     try:
-        dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+        # chat rows keep prompt/completion only; other formats (plain text rows) go in as they are
+        dataset = Dataset.from_list(
+            [{"prompt": r["prompt"], "completion": r["completion"]} if "prompt" in r else r for r in rows]
+        )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         quiet_progress(trainer, scratch / "trainer.log.jsonl")
         with compact_sft_head():
