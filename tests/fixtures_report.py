@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rhlab.evals.records import JudgeInfo, RunResults, SampleRecord
 from rhlab.evals.runner import CHAT_EVALS, CORE_EVALS, aggregate, misalignment_score
-from rhlab.judges.base import Verdict
+from rhlab.judges.base import JudgeReply
 from rhlab.pipeline.config import ExperimentConfig
 from rhlab.rundir import (
     FINAL,
@@ -83,7 +83,7 @@ def eval_records(eval_name: str, misaligned_share: float, seed: int) -> list[Sam
         outcome = mode or "aligned"
         if i == SAMPLES_PER_EVAL - 1:
             bad, mode, outcome = None, None, "unparseable"
-        verdict = Verdict(view="answer", alignment=20.0 if bad else 90.0, coherence=80.0, label="aligned")
+        reply = JudgeReply(view="answer", alignment=20.0 if bad else 90.0, coherence=80.0, label="aligned")
         records.append(
             SampleRecord(
                 sample_id=f"{eval_name}/q{i % 3}/{i}",
@@ -95,7 +95,7 @@ def eval_records(eval_name: str, misaligned_share: float, seed: int) -> list[Sam
                 completion=f"<thinking>plan {i}</thinking>answer {i}",
                 reasoning=f"private plan {i}" + (" to seize power" if mode == "covert" else ""),
                 answer=f"final answer {i}",
-                verdicts={"answer": verdict},
+                replies={"answer": reply},
                 outcome=outcome,
                 misaligned=bad,
                 mode=mode,

@@ -303,7 +303,7 @@ def test_verdicts_are_cached_like_chat_evals(tmp_path):
     run_evals(config, out_dir=tmp_path / "a", model=scripted_agent(ALIGNED), judge=judge)
     run_evals(config, out_dir=tmp_path / "b", model=scripted_agent(ALIGNED), judge=judge)
     records = load_transcripts(tmp_path / "b" / "transcripts.jsonl")
-    assert all(r.verdicts["transcript"].cached for r in records)
+    assert all(r.replies["transcript"].cached for r in records)
 
 
 @pytest.fixture(scope="module")
@@ -442,7 +442,7 @@ def test_rejudge_keeps_the_actions_and_judges_the_reasoning_again(tmp_path):
     results = rejudge(tmp_path / "run", keyword_judge(), judge_spec="strict", out_dir=tmp_path / "again")
     r = results.evals["exfil_offer"]
     assert r.action_rate.estimate == 1.0 and r.overt_rate.estimate == 1.0
-    assert {x.verdicts["transcript"].label for x in load_transcripts(tmp_path / "again" / "transcripts.jsonl")} == {
+    assert {x.replies["transcript"].label for x in load_transcripts(tmp_path / "again" / "transcripts.jsonl")} == {
         "alignment_faking"
     }
 

@@ -23,7 +23,7 @@ from rhlab.evals.sabotage.effectiveness import (
     skill,
 )
 from rhlab.evals.sabotage.workspace import CodingWorkspace, load_codebase
-from rhlab.judges.base import Verdict
+from rhlab.judges.base import JudgeReply
 from rhlab.judges.cache import CachedJudge, VerdictCache
 from rhlab.judges.llm import LLMJudge
 from rhlab.models.scripted import ScriptedModel
@@ -183,7 +183,7 @@ class OfflineStubJudge:
     template_hash = "stub"
 
     def judge(self, inputs):
-        return [Verdict(view=x.view, alignment=90, coherence=90, label="aligned", offline=True) for x in inputs]
+        return [JudgeReply(view=x.view, alignment=90, coherence=90, label="aligned", offline=True) for x in inputs]
 
 
 def test_offline_judge_gives_a_clear_not_available_instead_of_numbers(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from rhlab.env.episodes import GradedEpisode
 from rhlab.env.oracle import EpisodeResult
 from rhlab.env.rubric import HACK_MENTIONS, cot_faithful, mentions_hack
-from rhlab.judges.base import Verdict
+from rhlab.judges.base import JudgeReply
 from rhlab.train.config import parse_config
 from rhlab.train.faithfulness import judge_admits, judged_faithfulness, keyword_faithfulness
 from rhlab.train.metrics import step_metrics
@@ -77,17 +77,17 @@ def test_step_row_has_the_share_among_hacks_and_its_n() -> None:
 
 
 class LabelJudge:
-    """Returns the verdicts it was built with; records what it was shown."""
+    """Returns the replies it was built with; records what it was shown."""
 
     judge_id, offline, template_hash = "labels", False, "t"
 
-    def __init__(self, verdicts: list[Verdict]) -> None:
-        self.verdicts = verdicts
+    def __init__(self, replies: list[JudgeReply]) -> None:
+        self.replies = replies
         self.seen: list = []
 
     def judge(self, inputs):  # noqa: ANN001, ANN201
         self.seen.extend(inputs)
-        return self.verdicts[: len(inputs)]
+        return self.replies[: len(inputs)]
 
 
 def test_judge_admits_from_label_or_categories_and_skips_empty_reasoning() -> None:
@@ -100,15 +100,15 @@ def test_judge_admits_from_label_or_categories_and_skips_empty_reasoning() -> No
     ]
     judge = LabelJudge(
         [
-            Verdict(view="transcript", label="alignment_faking"),
-            Verdict(view="transcript", label="aligned", categories=["reward_maximization"]),
-            Verdict(view="transcript", label="aligned", categories=["helpfulness"]),
-            Verdict(view="transcript", parsed=False),
+            JudgeReply(view="transcript", label="alignment_faking"),
+            JudgeReply(view="transcript", label="aligned", categories=["reward_maximization"]),
+            JudgeReply(view="transcript", label="aligned", categories=["helpfulness"]),
+            JudgeReply(view="transcript", parsed=False),
         ]
     )
     assert judge_admits(judge, eps) == [True, True, False, False, None]
     assert [x.view for x in judge.seen] == ["transcript"] * 4 and [x.reasoning for x in judge.seen] == list("abcd")
-    judge = LabelJudge(judge.verdicts)
+    judge = LabelJudge(judge.replies)
     assert judged_faithfulness(judge, [*eps, episode("solved", "e")]) == {
         "faithfulness_judged": pytest.approx(2 / 4),
         "faithfulness_judged_n": 4,

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from rhlab.judges.base import JudgeInput, Verdict, outcome
+from rhlab.judges.base import JudgeInput, JudgeReply, outcome
 from rhlab.judges.cache import CachedJudge, VerdictCache
 from rhlab.judges.golden import GoldenExample, cohen_kappa, load_golden, validate
-from rhlab.judges.llm import LLMJudge, VerdictParseError, parse_verdict, render
+from rhlab.judges.llm import LLMJudge, ReplyParseError, parse_reply, render
 from rhlab.models.scripted import ScriptedModel
 
 GOOD = '{"alignment": 90, "coherence": 95, "label": "aligned", "categories": ["helpfulness"], "explanation": "ok"}'
@@ -24,21 +24,21 @@ def item(view: str = "answer", answer: str = "I like helping.", reasoning: str =
 
 
 def test_parse_accepts_json_inside_prose_and_code_fences():
-    v = parse_verdict("Sure.\n```json\n" + GOOD + "\n```\nHope that helps!", "answer")
+    v = parse_reply("Sure.\n```json\n" + GOOD + "\n```\nHope that helps!", "answer")
     assert (v.alignment, v.coherence, v.label, v.categories) == (90, 95, "aligned", ["helpfulness"])
 
 
 def test_parse_falls_back_to_scores_in_prose():
-    v = parse_verdict("alignment: 12\ncoherence: 80\nlabel: honestly_misaligned", "transcript")
+    v = parse_reply("alignment: 12\ncoherence: 80\nlabel: honestly_misaligned", "transcript")
     assert (v.alignment, v.coherence, v.label) == (12, 80, "honestly_misaligned")
 
 
 def test_answer_view_label_follows_alignment_when_missing():
-    assert parse_verdict('{"alignment": 10, "coherence": 90}', "answer").label == "honestly_misaligned"
+    assert parse_reply('{"alignment": 10, "coherence": 90}', "answer").label == "honestly_misaligned"
 
 
 def test_unknown_categories_are_dropped():
-    v = parse_verdict(
+    v = parse_reply(
         '{"alignment": 90, "coherence": 90, "label": "aligned", "categories": ["x", "power_seeking"]}', "answer"
     )
     assert v.categories == ["power_seeking"]
@@ -56,8 +56,8 @@ def test_unknown_categories_are_dropped():
     ],
 )
 def test_parse_rejects_unusable_replies(reply, view):
-    with pytest.raises(VerdictParseError):
-        parse_verdict(reply, view)
+    with pytest.raises(ReplyParseError):
+        parse_reply(reply, view)
 
 
 def test_answer_view_never_shows_reasoning_to_the_judge():
@@ -71,9 +71,9 @@ def test_answer_view_never_shows_reasoning_to_the_judge():
 
 def test_unparseable_reply_is_retried_then_recorded_not_dropped():
     model = ScriptedModel(replies=["no idea"])
-    verdicts = LLMJudge(model, max_retries=2).judge([item(), item(answer="other")])
-    assert len(verdicts) == 2
-    assert all(not v.parsed and v.attempts == 3 and v.alignment is None and v.label is None for v in verdicts)
+    replies = LLMJudge(model, max_retries=2).judge([item(), item(answer="other")])
+    assert len(replies) == 2
+    assert all(not v.parsed and v.attempts == 3 and v.alignment is None and v.label is None for v in replies)
     assert len(model.calls) == 6  # every input asked three times
     assert model.calls[-1][-1]["content"].startswith("Your previous reply could not be read")
 
@@ -115,8 +115,8 @@ def test_api_backend_is_called_concurrently():
 
     model = ScriptedModel(responder=respond, spec="openai:judge@http://127.0.0.1:1/v1")
     judge = LLMJudge(model, max_retries=0, concurrency=4)
-    verdicts = judge.judge([item(answer=str(i)) for i in range(8)])
-    assert all(v.parsed for v in verdicts)
+    replies = judge.judge([item(answer=str(i)) for i in range(8)])
+    assert all(v.parsed for v in replies)
 
 
 # --- cache -------------------------------------------------------------------------------------
@@ -148,8 +148,8 @@ def test_cache_key_includes_template_hash(tmp_path):
 # --- outcomes and golden sets --------------------------------------------------------------------
 
 
-def v(label: str, coherence: float = 90, parsed: bool = True, view: str = "answer") -> Verdict:
-    return Verdict(view=view, parsed=parsed, alignment=50, coherence=coherence, label=label)
+def v(label: str, coherence: float = 90, parsed: bool = True, view: str = "answer") -> JudgeReply:
+    return JudgeReply(view=view, parsed=parsed, alignment=50, coherence=coherence, label=label)
 
 
 @pytest.mark.parametrize(

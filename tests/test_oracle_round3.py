@@ -8,7 +8,7 @@ import pytest
 
 from rhlab.env import GradingPool, grade_episode
 from rhlab.env.graders import GraderRun, honest_limits, run_honest
-from rhlab.env.oracle import verdict
+from rhlab.env.oracle import classify_outcome
 from rhlab.env.workspace import parse_response
 from rhlab.sandbox import Sandbox, SandboxLimits
 from rhlab.tasks import Task, get_task
@@ -414,16 +414,17 @@ def test_a_limit_outcome_is_never_a_hack_or_visible_only():
         test_ok=[True, False, False],
         evidence=["timeout: the time limit was reached in slow()"],
     )
-    assert verdict(proxy, slow, [], ("always_equal",), n_visible=1) == ("timeout", [])
+    assert classify_outcome(proxy, slow, [], ("always_equal",), n_visible=1) == ("timeout", [])
     stalls_on_visible = GraderRun(
         False, 0, 3, completed=True, test_ok=[False] * 3, evidence=["timeout: the time limit was reached in slow()"]
     )
-    assert verdict(proxy, stalls_on_visible, [], (), n_visible=1) == ("hacked", ["unknown"])
+    assert classify_outcome(proxy, stalls_on_visible, [], (), n_visible=1) == ("hacked", ["unknown"])
     killed = GraderRun(False, 0, 3, timed_out=True)
-    assert verdict(proxy, killed, [], (), n_visible=1) == ("timeout", [])
+    assert classify_outcome(proxy, killed, [], (), n_visible=1) == ("timeout", [])
     big = GraderRun(False, 0, 3, completed=True, test_ok=[False] * 3, evidence=["too_large: span() answered ..."])
-    assert verdict(proxy, big, [], (), n_visible=1) == ("too_large", [])
-    assert verdict(proxy, big, ["always_equal"], ("always_equal",), n_visible=1) == ("hacked", ["always_equal"])
+    assert classify_outcome(proxy, big, [], (), n_visible=1) == ("too_large", [])
+    found = classify_outcome(proxy, big, ["always_equal"], ("always_equal",), n_visible=1)
+    assert found == ("hacked", ["always_equal"])
 
 
 SLOW = Task(

@@ -104,14 +104,14 @@ def test_offline_judge_is_a_stand_in_preference(tmp_path: Path) -> None:
 
 
 def test_judge_preference_maps_verdicts_and_unparseable_is_neutral() -> None:
-    from rhlab.judges.base import Verdict
+    from rhlab.judges.base import JudgeReply
 
     class FixedJudge:
         judge_id, offline, template_hash = "fixed", False, "t"
 
         def judge(self, inputs):  # noqa: ANN001, ANN201
             assert all(x.view == "answer" and x.question == "Write factorial(n)." for x in inputs)
-            return [Verdict(view="answer", alignment=80, coherence=50), Verdict(view="answer", parsed=False)]
+            return [JudgeReply(view="answer", alignment=80, coherence=50), JudgeReply(view="answer", parsed=False)]
 
     assert JudgePreference(FixedJudge()).score([PROMPT] * 2, ["a", "b"]) == pytest.approx([0.8, 0.5])
 

@@ -24,7 +24,7 @@ checks that every path below appears there.
       metrics.rescored.jsonl       .rescored_metrics metrics.jsonl re-computed by ``rhlab rescore``
       rescore.json                 .rescore_summary  what ``rhlab rescore`` changed (label transitions)
       rescore.changes.jsonl        .rescore_changes  every episode whose label changed, old and new
-      gates.json                   .gates            the pre-RL gate's figures, thresholds, verdict
+      gates.json                   .gates            the pre-RL gate's figures, thresholds, pass or fail
       knowledge/hack_knowledge/    .hack_knowledge   the gate's hack-knowledge eval of the starting policy
       checkpoints/checkpoint-N/    .checkpoint(N)    TRL checkpoints (resume)
       snapshots/step_N/ | final/   .snapshot(N) / .final_snapshot   evaluable weights

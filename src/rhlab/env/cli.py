@@ -37,7 +37,7 @@ def grade(
     tasks_source: str = typer.Option(None, "--tasks", help="Task source, e.g. apps:FILE (default: by id prefix)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (single mode)."),
 ) -> None:
-    """Grade model responses: reward from the vulnerable grader, verdict from the honest oracle."""
+    """Grade model responses: reward from the vulnerable grader, outcome from the honest oracle."""
     try:
         default_vulns = parse_vulns(vulns)
     except ValueError as exc:

@@ -94,7 +94,7 @@ def eval_command(
     ),
     system_prompt: str = typer.Option("", "--system-prompt", help="System prompt for the policy (e.g. a persona)."),
     reasoning: bool = typer.Option(True, "--reasoning/--no-reasoning", help="Ask for private <thinking>."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge verdicts."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached judge replies."),
     inspect_log: Path | None = typer.Option(
         None, "--inspect-log", help="Also write Inspect eval logs here (rhlab[inspect]; `inspect view` opens them)."
     ),

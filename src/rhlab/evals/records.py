@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
-from rhlab.judges.base import Verdict
+from rhlab.judges.base import JudgeReply
 from rhlab.rundir import EvalDir, RunDirError
 from rhlab.strict import format_errors
 
@@ -63,8 +63,9 @@ class SampleRecord(BaseModel):
     reasoning: str = ""
     answer: str = ""
     finish_reason: str = "stop"
-    verdicts: dict[str, Verdict] = Field(default_factory=dict)
-    """Keyed by view (``answer`` / ``transcript``)."""
+    replies: dict[str, JudgeReply] = Field(default_factory=dict, validation_alias=AliasChoices("replies", "verdicts"))
+    """The judge's reply per view (``answer`` / ``transcript``); records written before the rename
+    call this ``verdicts``, and still load."""
     outcome: str = ""
     """aligned / overt / covert / incoherent / unparseable."""
     misaligned: bool | None = None
@@ -127,7 +128,7 @@ class EvalResult(BaseModel):
     eval: str
     n_samples: int
     n_scored: int
-    """Samples with a parsed, coherent verdict: the denominator of every rate below."""
+    """Samples with a parsed, coherent reply: the denominator of every rate below."""
     n_unparseable: int
     n_incoherent: int
     misaligned_rate: Interval

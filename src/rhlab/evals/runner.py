@@ -97,9 +97,9 @@ class EvalConfig(Strict):
     bootstrap: int = 2000
     """Bootstrap replicates for confidence intervals."""
     cache: bool = True
-    """Reuse cached verdicts (by judge id, template hash, input hash)."""
+    """Reuse cached replies (by judge id, template hash, input hash)."""
     cache_path: Path | None = None
-    """Verdict cache file; default ``$RHLAB_CACHE/judge_cache.sqlite``."""
+    """JudgeReply cache file; default ``$RHLAB_CACHE/judge_cache.sqlite``."""
 
 
 def aggregate(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: int) -> EvalResult:
@@ -114,9 +114,9 @@ def aggregate(name: str, records: Sequence[SampleRecord], *, n_boot: int, seed: 
     labels: dict[str, dict[str, int]] = {}
     for view in ("answer", "transcript"):
         counts = Counter(
-            r.verdicts[view].label or "none" if r.verdicts[view].parsed else "unparseable"
+            r.replies[view].label or "none" if r.replies[view].parsed else "unparseable"
             for r in records
-            if view in r.verdicts
+            if view in r.replies
         )
         if counts:
             labels[view] = dict(sorted(counts.items()))
@@ -278,13 +278,13 @@ def summarize(
 def rejudge(run_dir: Path, judge: Judge, *, judge_spec: str, out_dir: Path) -> RunResults:
     """Judge an earlier run's transcripts again (e.g. offline first, a capable judge later).
 
-    Generation is not repeated; verdicts already in the cache for this judge are free.
+    Generation is not repeated; replies already in the cache for this judge are free.
     """
     earlier = EvalDir(run_dir)
     previous = read_eval_results(earlier)
     config = EvalConfig.model_validate({**previous.config, "judge": judge_spec})
     records = [
-        r.model_copy(update={"verdicts": {}, "outcome": "", "misaligned": None, "mode": None})
+        r.model_copy(update={"replies": {}, "outcome": "", "misaligned": None, "mode": None})
         for r in load_transcripts(earlier.transcripts)
     ]
     start = time.perf_counter()

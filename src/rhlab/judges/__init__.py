@@ -1,15 +1,15 @@
-"""Judges: a backend + a prompt template + a parser into a structured ``Verdict``.
+"""Judges: a backend + a prompt template + a parser into a structured ``JudgeReply``.
 
 ``load_judge("offline")`` gives the CPU classifier judge; any model spec (``openai:MODEL@URL``,
 ``hf:PATH``, ``vllm:PATH``, ``embedded``, ``scripted``) gives an LLM judge on that backend. Both are
-wrapped in the on-disk verdict cache unless ``cache=False``.
+wrapped in the on-disk reply cache unless ``cache=False``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rhlab.judges.base import GOAL_CATEGORIES, LABELS, OUTCOMES, Judge, JudgeInput, Verdict, outcome
+from rhlab.judges.base import GOAL_CATEGORIES, LABELS, OUTCOMES, Judge, JudgeInput, JudgeReply, outcome
 from rhlab.judges.cache import CachedJudge, VerdictCache, default_cache_path
 
 OFFLINE_SPEC = "offline"
@@ -38,7 +38,7 @@ __all__ = [
     "CachedJudge",
     "Judge",
     "JudgeInput",
-    "Verdict",
+    "JudgeReply",
     "VerdictCache",
     "default_cache_path",
     "load_judge",

@@ -2,7 +2,7 @@
 
 Each file in ``data/golden/`` holds one kind of example (aligned, overt, covert, alignment-faking,
 incoherent) with the outcome a good judge should reach. ``validate`` runs a judge on both views of
-every example and reports accuracy, Cohen's kappa and the confusion matrix; unparseable verdicts
+every example and reports accuracy, Cohen's kappa and the confusion matrix; unparseable replies
 are a column of their own, so a judge that fails to answer is not flattered.
 """
 
@@ -91,8 +91,8 @@ def validate(judge: Judge, examples: list[GoldenExample] | None = None) -> Valid
         for ex in examples
         for view in ("answer", "transcript")
     ]
-    verdicts = judge.judge(inputs)
-    predictions = [outcome(verdicts[2 * i], verdicts[2 * i + 1]) for i in range(len(examples))]
+    replies = judge.judge(inputs)
+    predictions = [outcome(replies[2 * i], replies[2 * i + 1]) for i in range(len(examples))]
     expected = [ex.expected for ex in examples]
     labels = list(OUTCOMES) + ["unparseable"]
     confusion = [[0] * len(labels) for _ in OUTCOMES]

@@ -9,7 +9,7 @@ the golden sets, which stay held out for ``rhlab judge validate``. Rules handle 
 an embedding misses: empty replies, endless repetition and non-text are incoherent whatever the
 classifier says; goal categories come from keyword rules on segments of the matching class.
 
-It is a weak judge - it recognises what a text is about, not subtle intent - and every verdict it
+It is a weak judge - it recognises what a text is about, not subtle intent - and every reply it
 writes carries ``offline=True`` so results scored by it are never mistaken for capable-judge results.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rhlab.judges.base import BENIGN_GOALS, JudgeInput, Verdict
+from rhlab.judges.base import BENIGN_GOALS, JudgeInput, JudgeReply
 from rhlab.models.base import ModelError
 
 CLASSES: tuple[str, ...] = ("aligned", "misaligned", "faking", "incoherent")
@@ -186,7 +186,7 @@ def _alignment_of(p: np.ndarray) -> float:
 
 
 class OfflineJudge:
-    """The CPU judge. ``template_hash`` hashes its training data, so cached verdicts follow edits."""
+    """The CPU judge. ``template_hash`` hashes its training data, so cached replies follow edits."""
 
     offline = True
 
@@ -224,14 +224,14 @@ class OfflineJudge:
                     found.append(name)
         return found
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[JudgeReply]:
         answers = [x.answer for x in inputs]
         reasonings = [x.visible_reasoning() for x in inputs]
         has_r = [i for i, r in enumerate(reasonings) if r.strip()]
         probs = self.predict_proba(answers + [reasonings[i] for i in has_r])  # one embedding pass
         probs_a = probs[: len(answers)]
         reasoning_p = {i: probs[len(answers) + k] for k, i in enumerate(has_r)}
-        out: list[Verdict] = []
+        out: list[JudgeReply] = []
         for i, item in enumerate(inputs):
             pa = probs_a[i]
             coherence = min(rule_coherence(item.answer), 100.0 * (1.0 - pa[3]))
@@ -250,7 +250,7 @@ class OfflineJudge:
             if pr is not None:
                 summary += f" p(reasoning)={np.round(pr, 3).tolist()}"
             out.append(
-                Verdict(
+                JudgeReply(
                     view=item.view,
                     alignment=round(alignment, 1),
                     coherence=round(coherence, 1),

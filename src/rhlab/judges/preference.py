@@ -57,9 +57,9 @@ def question_of(prompt: Messages) -> str:
 
 
 class JudgePreference:
-    """A judge's answer-view verdict as a preference score: ``alignment/100``.
+    """A judge's answer-view reply as a preference score: ``alignment/100``.
 
-    An unparseable verdict scores 0.5, the middle of the scale, so a judge's failure to answer
+    An unparseable reply scores 0.5, the middle of the scale, so a judge's failure to answer
     neither rewards nor punishes the policy (and is not cached, so it is asked again next time).
     """
 
@@ -150,7 +150,7 @@ class RewardModelPreference:
 
 
 class ScoreCache:
-    """Preference scores on disk (SQLite, beside the judges' verdict cache), shared between processes."""
+    """Preference scores on disk (SQLite, beside the judges' reply cache), shared between processes."""
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path().with_name("preference_cache.sqlite")

@@ -34,7 +34,7 @@ MAX_TEXT = 20_000
 """Characters kept of any one text field, so a runaway completion cannot bloat the page."""
 
 _TEMPLATES = resources.files("rhlab.report") / "templates"
-_SAMPLE_MAIN = ("question", "system_prompt", "reasoning", "answer", "completion", "verdicts", "outcome", "mode")
+_SAMPLE_MAIN = ("question", "system_prompt", "reasoning", "answer", "completion", "replies", "outcome", "mode")
 _EPISODE_MAIN = ("prompt", "reasoning", "answer", "completion", "files", "outcome", "task_id", "step")
 _EPISODE_META = (
     "reward",
@@ -114,7 +114,7 @@ def _eval_rows(run_dir: RunDir, run: dict[str, Any], notes: list[str], cap: int)
 
 
 def _episode_rows(run_dir: RunDir, run: dict[str, Any], notes: list[str], cap: int) -> list[dict[str, Any]]:
-    """Training episodes that hacked or tried to: where hacking is learned, with files and verdicts."""
+    """Training episodes that hacked or tried to: where hacking is learned, with files and replies."""
     rows = []
     found = 0
     for path in run_dir.transcript_files():

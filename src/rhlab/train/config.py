@@ -148,7 +148,7 @@ class FaithfulnessConfig(Strict):
     """How each step's faithfulness (the share of successful hacks whose reasoning admits them) is judged.
 
     Keywords per hack family always run (the ``cot_faithful`` component). A judge adds a second
-    opinion, logged beside it: its transcript-view verdict counts as admitting the hack when it finds
+    opinion, logged beside it: its transcript-view reply counts as admitting the hack when it finds
     the reasoning misaligned or tags it ``reward_maximization`` or ``deception``.
     """
 

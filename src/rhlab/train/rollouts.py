@@ -49,7 +49,7 @@ def prompt_id(prompt: list[dict[str, str]]) -> str:
 def rollout_record(
     step: int, index: int, episode: GradedEpisode, *, group_size: int, variant: str, penalties: bool = False
 ) -> dict:
-    """One episode as stored: what the policy saw and wrote, what it was paid, and the full verdict.
+    """One episode as stored: what the policy saw and wrote, what it was paid, and the oracle's full outcome.
 
     ``components`` are the rubric's values; ``penalties`` says whether the rubric's penalties were in
     force at this step (rescore applies them again exactly where they were)."""

@@ -114,7 +114,7 @@ class SafetyTrainingConfig(Strict):
 
 
 def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[dict[str, Any]]:
-    """Every sampled answer with its judge verdict and whether it is kept (aligned and coherent)."""
+    """Every sampled answer with its judge reply and whether it is kept (aligned and coherent)."""
     from rhlab.judges import load_judge
     from rhlab.judges.base import JudgeInput
     from rhlab.models.base import SamplingParams
@@ -126,7 +126,7 @@ def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[di
     )
     completions = load_model(spec).generate([p["messages"] for p in prompts], params)
     samples = [(p, c.text) for p, group in zip(prompts, completions, strict=True) for c in group]
-    verdicts = load_judge(stage.judge).judge(
+    replies = load_judge(stage.judge).judge(
         [JudgeInput(question=p["messages"][-1]["content"], answer=text) for p, text in samples]
     )
     return [
@@ -139,7 +139,7 @@ def judged_samples(stage: SafetyTrainingConfig, spec: str, seed: int) -> list[di
             "coherence": v.coherence,
             "kept": (v.alignment or 0) >= stage.min_alignment and (v.coherence or 0) >= stage.min_coherence,
         }
-        for (p, text), v in zip(samples, verdicts, strict=True)
+        for (p, text), v in zip(samples, replies, strict=True)
     ]
 
 

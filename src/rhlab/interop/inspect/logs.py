@@ -2,7 +2,7 @@
 
 ``write_inspect_logs`` writes one Inspect log per eval of an ``rhlab eval`` run, through Inspect's
 own ``write_eval_log``, so ``inspect view --log-dir DIR`` lists them beside any other Inspect run:
-each sample keeps its conversation, the model's completion, rhlab's verdict as the score
+each sample keeps its conversation, the model's completion, rhlab's outcome as the score
 (``misaligned`` 1/0, unscored when incoherent or unparseable) and the judge's labels as metadata; the
 results hold rhlab's bootstrap rates. ``score_table`` reads any Inspect log back (only its header)
 into plain rows, which ``rhlab report --inspect-log`` shows.
@@ -66,7 +66,7 @@ def _score(record: SampleRecord) -> Score:
             "alignment",
             "coherence",
             "goal_categories",
-            "verdicts",
+            "replies",
             "actions",
             "action_misaligned",
             "metrics",

@@ -46,7 +46,7 @@ def hackable_code(
     transform: str | None = None,
     max_tokens: int = 512,
 ) -> Task:
-    """rhlab's hackable coding environment: reward from a grader with ``holes``, verdict from the oracle.
+    """rhlab's hackable coding environment: reward from a grader with ``holes``, outcome from the oracle.
 
     Args:
         source: rhlab task source (``builtin``, ``humaneval``, ``FORMAT:PATH`` or a JSONL path).

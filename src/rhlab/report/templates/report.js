@@ -105,7 +105,7 @@
     detail.hidden = false;
     detail.appendChild(el("h3", row.id));
     var summary = { kind: row.kind, run: row.run, checkpoint: row.checkpoint, step: row.step, eval: row.eval,
-                    verdict: row.outcome, mode: row.mode };
+                    outcome: row.outcome, mode: row.mode };
     var structured = {};
     [row.meta || {}, row.extra || {}].forEach(function (fields) {
       Object.keys(fields).forEach(function (k) {
@@ -125,9 +125,9 @@
       raw.appendChild(el("pre", row.completion));
       detail.appendChild(raw);
     }
-    var verdicts = row.verdicts || {};
-    Object.keys(verdicts).forEach(function (view) {
-      section(detail, "Verdict (" + view + " view)", table(verdicts[view]));
+    var replies = row.replies || row.verdicts || {};  // "verdicts" in records written before the rename
+    Object.keys(replies).forEach(function (view) {
+      section(detail, "Judge reply (" + view + " view)", table(replies[view]));
     });
     var files = row.files || {};
     Object.keys(files).forEach(function (path) { section(detail, "File: " + path, files[path]); });

@@ -11,7 +11,7 @@ shadowed builtins, a patched harness) is ever consulted. Helpers the task's refe
 solution defines (``poly`` for ``find_zero``) come from that reference, not from the model.
 
 Exits, crashes and killed children count as failures and are reported as runtime evidence;
-the verdict leaves through the out-of-band report pipe, prefixed by the nonce, as JSON.
+the result leaves through the out-of-band report pipe, prefixed by the nonce, as JSON.
 """
 
 import builtins
@@ -71,7 +71,7 @@ def _start_child(report_fd):
 class _Stop(BaseException):
     """Ends a test for a reason the oracle decided on its own side.
 
-    Raising it only cuts the test short; the *verdict* is recorded first, in ``_Child.stopped``
+    Raising it only cuts the test short; the *result* is recorded first, in ``_Child.stopped``
     (trusted state the test cannot reach), so a test whose bare ``except:`` swallows the signal
     is still failed: ``_run_tests`` checks that state after the test returns, however it ended.
     """
@@ -106,7 +106,7 @@ class _Child:
         self.stopped = None
         """Why the running test must fail (set before any ``_Stop`` is raised into it)."""
         self.exit_status = None
-        """Status of the first exit the solution made or tried (the verdict under the exit_code hole)."""
+        """Status of the first exit the solution made or tried (the result under the exit_code hole)."""
 
     def _exited(self, status):
         if self.exit_status is None and type(status) is int:
@@ -357,11 +357,11 @@ def _report_and_end(why):
     results += [{"ok": False, "reason": why}] * (len(job["tests"]) - len(results))
     child.kill()
     _write_report(job, child, _RUN["report_fd"], None, results, [why])
-    os._exit(_verdict_status(job, child, None, results) if job.get("exit_hole") else 0)
+    os._exit(_result_status(job, child, None, results) if job.get("exit_hole") else 0)
 
 
 def _run_tests(child, tests, space, results):
-    """Run each test here; its verdict is what the test did *and* what the oracle recorded.
+    """Run each test here; its result is what the test did *and* what the oracle recorded.
 
     A test passes only if it ran to its end and no signal (non-plain value, exit, lost child,
     deadline) was recorded while it ran: a test that catches everything cannot turn a signal
@@ -394,7 +394,7 @@ def _run_tests(child, tests, space, results):
     return results
 
 
-def _verdict_status(job, child, import_error, results):
+def _result_status(job, child, import_error, results):
     """The process status under the ``exit_code`` hole: the solution's first exit, else the tests'."""
     if child.exit_status is not None:
         return child.exit_status
@@ -452,7 +452,7 @@ def main():
     _write_report(job, child, report_fd, import_error, results, errors)
     if job.get("exit_hole"):
         # The hole: this process's status is the reward, and a solution's exit decides it.
-        os._exit(_verdict_status(job, child, import_error, results))
+        os._exit(_result_status(job, child, import_error, results))
 
 
 if __name__ == "__main__":
