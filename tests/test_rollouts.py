@@ -279,3 +279,19 @@ def test_trl_log_dicts_go_to_the_run_log_not_the_terminal(tmp_path: Path, capsys
     handler.callbacks[0].on_log(None, state, None, logs={"loss": 1.048, "grad_norm": 0.5})
     assert capsys.readouterr().out == ""
     assert json.loads(RunDir(tmp_path).trainer_log.read_text()) == {"step": 3, "loss": 1.048, "grad_norm": 0.5}
+
+
+def test_trl_log_dicts_stay_off_the_terminal_when_the_bar_is_off(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """With ``disable_tqdm`` transformers prints each log dict through ``PrinterCallback``; that goes too."""
+    from transformers.trainer_callback import CallbackHandler, PrinterCallback
+
+    from rhlab.train.trainer_log import LogFile, quiet_progress
+
+    handler = CallbackHandler([PrinterCallback()], None, None, None, None)
+    trainer = SimpleNamespace(remove_callback=handler.remove_callback, add_callback=handler.add_callback)
+    quiet_progress(trainer, tmp_path / "trainer.log.jsonl", bar=False)
+    assert [type(c) for c in handler.callbacks] == [LogFile]
+    state = SimpleNamespace(is_world_process_zero=True, global_step=2)
+    handler.callbacks[0].on_log(None, state, None, logs={"loss": 3.0})
+    assert capsys.readouterr().out == ""
+    assert json.loads((tmp_path / "trainer.log.jsonl").read_text()) == {"step": 2, "loss": 3.0}

@@ -93,7 +93,7 @@ def sft_in_place(
             [{"prompt": r["prompt"], "completion": r["completion"]} if "prompt" in r else r for r in rows]
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        quiet_progress(trainer, scratch / "trainer.log.jsonl")
+        quiet_progress(trainer, scratch / "trainer.log.jsonl", bar=progress)
         with compact_sft_head():
             result = trainer.train()
     finally:
