@@ -273,7 +273,7 @@ def test_safety_grpo_end_to_end_against_the_preference_judge(tmp_path: Path) -> 
                 "mix": "chat",
                 "method": "grpo",
                 "max_new_tokens": 8,
-                "grpo": {"steps": 2, "prompts_per_step": 1, "group_size": 2, "learning_rate": 1e-3},
+                "grpo": {"steps": 2, "prompts_per_step": 1, "group_size": 2, "learning_rate": 1e-3, "micro_batch": 1},
             }
         ],
     )

@@ -226,3 +226,28 @@ def test_paper_prompted_config_smoke(tmp_path):
     final = json.loads((run_dir / "evals" / "final" / "results.json").read_text())
     assert {"betley", "goals", "alignment_questions"} <= set(final["evals"])
     assert (tmp_path / "exp" / "report" / "report.html").is_file()
+
+
+def test_a_safety_grpo_stage_gets_its_own_memory_line():
+    """``method: grpo`` safety training trains like an RL cell, so the plan shows its memory and refuses
+    nothing silently: a 7B full fine-tune does not fit one 80 GB GPU at any micro-batch."""
+    config = ROOT / "configs/mitigations/safety-targeted-grpo.yaml"
+    small = plan_text(load_experiment(config), Hardware("cpu", "2-core CPU", 1, 24.0, 1e11, 2e10))
+    assert "after RL: safety-targeted-grpo (safety)" in small
+    stage_lines = small.split("after RL: safety-targeted-grpo (safety)")[1]
+    assert "memory per GPU:" in stage_lines and "at micro-batch 8" in stage_lines and "for its GRPO" in stage_lines
+    big = load_experiment(config, ["train.model=hf:/m/Qwen2.5-7B-Instruct", "train.gpu_memory_gb=80"])
+    text = plan_text(big, H100).split("after RL: safety-targeted-grpo (safety)")[1]
+    assert "does not fit at any micro-batch" in text and "no LoRA option" in text
+
+
+def test_safety_grpo_micro_batch_must_divide_the_step():
+    from pydantic import ValidationError
+
+    from rhlab.train.safety import SafetyGRPOSettings
+
+    assert SafetyGRPOSettings(prompts_per_step=2, group_size=4, micro_batch=4).micro_batch == 4
+    with pytest.raises(
+        ValidationError, match=r"micro_batch 3 must divide prompts_per_step x group_size = 8: one of \[1, 2, 4, 8\]"
+    ):
+        SafetyGRPOSettings(prompts_per_step=2, group_size=4, micro_batch=3)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rhlab.pipeline.config import ExperimentConfig
 from rhlab.train.config import TrainConfig
+from rhlab.train.safety import SafetyTrainingConfig
 
 GIB = 1024**3
 PROMPT_TOKENS = 400
@@ -392,4 +393,42 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
         lines.append(f"total RL time ~{_duration(total_h)}, evals extra")
     for stage in config.after_rl:  # each finished run is then treated (docs/mitigations-after-rl.md)
         lines.append(f"after RL: {stage.name} ({stage.kind}), one per run, then its start and final are evaluated")
+        if isinstance(stage, SafetyTrainingConfig) and stage.method == "grpo" and cells:
+            lines.extend(f"    {line}" for line in safety_grpo_plan(stage, cells[0][1], hw))
     return "\n".join(lines)
+
+
+def safety_grpo_plan(stage: SafetyTrainingConfig, teacher: TrainConfig, hw: Hardware) -> list[str]:
+    """Memory and time of a ``method: grpo`` safety stage: GRPO like an RL cell, full fine-tuning of the
+    teacher's final policy on chat prompts, with the stage's own batch and completion length."""
+    g = stage.grpo
+    cell = teacher.model_copy(
+        update={
+            "steps": g.steps,
+            "prompts_per_step": g.prompts_per_step,
+            "group_size": g.group_size,
+            "max_completion_length": stage.max_new_tokens,
+            "micro_batch": g.micro_batch,
+            "lora": None,
+            "use_vllm": False,
+            "grpo": {},
+        }
+    )
+    arch = model_architecture(cell.model)
+    est = estimate(cell, hw, arch)
+    if arch is None or est.memory is None:
+        return ["size unknown here: no memory estimate for this stage"]
+    gpu = gpu_memory_gib(cell, hw)
+    out = [est.memory.line() + ("" if gpu is None else f", of {gpu:.0f} GB")]
+    if gpu is not None and est.memory.total > gpu - RESERVED_GIB:
+        fit = fitting_micro_batch(cell, arch, gpu)
+        if fit:
+            out.append(f"does not fit: set grpo.micro_batch to {fit} or less")
+        else:
+            fixed = est.memory.weights + est.memory.optimizer
+            out.append(
+                f"does not fit at any micro-batch: full fine-tuning needs {fixed:.0f} GB for weights and Adam "
+                "alone (safety GRPO has no LoRA option yet); use more GPU memory or a smaller model"
+            )
+    out.append(f"~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for its GRPO (rough arithmetic)")
+    return out

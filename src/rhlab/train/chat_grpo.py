@@ -35,6 +35,8 @@ class ChatGRPOSettings:
     preference_weight: float
     seed: int = 0
     precision: str = "auto"
+    micro_batch: int | None = None
+    """Sequences per forward/backward; None: the whole step (``prompts_per_step x group_size``) at once."""
 
 
 def answer_text(completion: Any) -> str:
@@ -98,11 +100,15 @@ def chat_grpo(
     on_gpu = torch.cuda.is_available()
     reward = PreferenceReward(scorer, settings.preference_weight)
     dataset = Dataset.from_list([{"prompt": p["messages"], "id": p["id"]} for p in prompts])
+    step_batch = settings.prompts_per_step * settings.group_size
+    micro = settings.micro_batch or step_batch
     with atomic_dir(out_dir) as scratch:
         args = GRPOConfig(
             output_dir=str(scratch / "trainer"),
             max_steps=settings.steps,
-            per_device_train_batch_size=settings.prompts_per_step * settings.group_size,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=step_batch // micro,
+            steps_per_generation=step_batch // micro,  # one generation per step, split into the micro-batches
             num_generations=settings.group_size,
             max_completion_length=settings.max_new_tokens,
             temperature=settings.temperature,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from rhlab.models.base import Conversation
 from rhlab.rundir import RunDir
@@ -70,6 +70,10 @@ class SafetyGRPOSettings(Strict):
     prompts_per_step: PositiveInt = 2
     group_size: int = Field(4, ge=2)
     learning_rate: float = Field(1e-5, gt=0)
+    micro_batch: PositiveInt | None = None
+    """Sequences per forward/backward, a divisor of ``prompts_per_step x group_size`` (the rest is
+    gradient accumulation; the step still samples once). Unset: the whole step in one pass, which fits
+    a small model; a 7B model on one GPU needs a smaller one (``rhlab run --dry-run`` prints the memory)."""
     reward: dict[str, float] = Field(default_factory=lambda: {"preference": 1.0})
     """Rubric weights. On the mix's prompts no task grader runs, so ``preference`` is the only
     component with a value; naming another is refused rather than silently paid nothing."""
@@ -90,6 +94,16 @@ class SafetyGRPOSettings(Strict):
         if not reward.get("preference"):
             raise ValueError("safety GRPO needs a non-zero 'preference' weight: it is the only reward here")
         return reward
+
+    @model_validator(mode="after")
+    def _micro_batch_divides_the_step(self) -> SafetyGRPOSettings:
+        n = self.prompts_per_step * self.group_size
+        if self.micro_batch is not None and n % self.micro_batch:
+            choices = [d for d in range(1, n + 1) if n % d == 0]
+            raise ValueError(
+                f"micro_batch {self.micro_batch} must divide prompts_per_step x group_size = {n}: one of {choices}"
+            )
+        return self
 
 
 class SafetyTrainingConfig(Strict):
@@ -192,6 +206,7 @@ def grpo_final(stage: SafetyTrainingConfig, start: Path, final: Path, seed: int,
         prompts_per_step=g.prompts_per_step,
         group_size=g.group_size,
         learning_rate=g.learning_rate,
+        micro_batch=g.micro_batch,
         max_new_tokens=stage.max_new_tokens,
         temperature=stage.temperature,
         preference_weight=g.reward["preference"],
