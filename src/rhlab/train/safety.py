@@ -99,9 +99,10 @@ class SafetyGRPOSettings(Strict):
     def _micro_batch_divides_the_step(self) -> SafetyGRPOSettings:
         n = self.prompts_per_step * self.group_size
         if self.micro_batch is not None and n % self.micro_batch:
-            choices = [d for d in range(1, n + 1) if n % d == 0]
+            from rhlab.train.distributed import divisors
+
             raise ValueError(
-                f"micro_batch {self.micro_batch} must divide prompts_per_step x group_size = {n}: one of {choices}"
+                f"micro_batch {self.micro_batch} must divide prompts_per_step x group_size = {n}: one of {divisors(n)}"
             )
         return self
 
