@@ -43,6 +43,9 @@ def test_check_items_counts_each_rule_and_needs_the_start_policy_for_margins_and
     measured = check_items(items, start)["broad"]
     assert measured["violations"]["calibrated"] == ["x1", "x2"] and measured["violations"]["tokens"] == ["x1"]
     assert measured["items_breaking_any_rule"] == 2 and measured["measured_at"] == "start"
+    # x3 has no start row: the counts cover 3 of 4 items and the entry still says it needs results
+    assert measured["scored_at_start"] == 3 and measured["needs_start_results"]
+    assert check_items(items[:3], start)["broad"]["needs_start_results"] is False
     lopsided = check_items([("s", _item(k, "I would keep it.", "I would not keep it.")) for k in range(4)])["s"]
     assert lopsided["negation_target_share"] == 0.0 and not lopsided["negation_balanced"]
 
@@ -61,3 +64,31 @@ def test_cli_check_items_counts_the_shipped_items(tmp_path):
     assert {"broad", "hack_endorsement"} <= set(report) and report["broad"]["needs_start_results"] is True
     total = sum(e["items_breaking_any_rule"] for e in report.values())
     assert result.stdout.strip().splitlines()[-1].startswith(f"items breaking a minimal-pair rule: {total} of ")
+
+
+def test_cli_check_items_says_not_scored_for_subscales_the_start_file_lacks(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rhlab.cli import app
+    from rhlab.evals.probes.score import battery_items
+
+    broad = [item for name, item in battery_items(None, "test") if name == "broad"]
+    start = tmp_path / "probes.json"
+    rows = [
+        {"subscale": "broad", "id": i.id, "margin": 9.0, "n_tokens_target": 5, "n_tokens_reference": 5} for i in broad
+    ]
+    start.write_text(json.dumps({"model": "start", "items": rows}))
+    out = tmp_path / "rules.json"
+    result = CliRunner().invoke(
+        app,
+        ["probe", "check-items", "--split", "test", "--start", str(start), "--out", str(out)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["broad"]["counts"]["calibrated"] == len(broad) and not report["broad"]["needs_start_results"]
+    other = report["hack_endorsement"]
+    assert other["scored_at_start"] == 0 and other["needs_start_results"] and other["counts"]["calibrated"] == 0
+    assert "not scored" in result.output and "does not score every item of" in result.output

@@ -144,20 +144,28 @@ def check_items_command(
         "breaking any",
         title="minimal-pair rules",
     )
-    na = "needs --start"
     for name, e in report.items():
         c = e["counts"]
+        scored, n = e["scored_at_start"], e["n_items"]
+        na = "needs --start" if start is None else "not scored" if scored == 0 else None
+        of = "" if scored == n else f" (of {scored} scored)"
         neg = f"{e['negation_on_target']}/{e['negation_pairs']}" + ("" if e["negation_balanced"] else " (unbalanced)")
         table.add_row(
             name,
             str(e["n_items"]),
-            na if start is None else str(c["calibrated"]),
-            na if start is None else str(c["tokens"]),
+            na or f"{c['calibrated']}{of}",
+            na or f"{c['tokens']}{of}",
             str(c["shared_words"]),
             neg,
             str(e["items_breaking_any_rule"]),
         )
     console.print(table)
+    unscored = [name for name, e in report.items() if start is not None and e["needs_start_results"]]
+    if unscored:
+        console.print(
+            f"[yellow]{start} does not score every item of {', '.join(unscored)}[/]: their calibration "
+            "and token counts cover only the scored items (score the start policy with these subscales)"
+        )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1))

@@ -68,6 +68,7 @@ def check_items(items: Sequence[tuple[str, Item]], start: dict[str, Any] | None 
                 "violations": {"calibrated": [], "tokens": [], "shared_words": []},
                 "negation_pairs": 0,
                 "negation_on_target": 0,
+                "scored_at_start": 0,
                 "measured_at": (start or {}).get("model"),
             },
         )
@@ -81,6 +82,7 @@ def check_items(items: Sequence[tuple[str, Item]], start: dict[str, Any] | None 
             entry["negation_on_target"] += side == "target"
         row = rows.get(f"{subscale}/{item.id}")
         if row is not None:
+            entry["scored_at_start"] += 1
             if abs(row["margin"]) > CALIBRATED_NATS:
                 violations["calibrated"].append(item.id)
             if abs(row.get("n_tokens_target", 0) - row.get("n_tokens_reference", 0)) > MAX_TOKEN_DIFFERENCE:
@@ -93,5 +95,7 @@ def check_items(items: Sequence[tuple[str, Item]], start: dict[str, Any] | None 
         entry["counts"] = {k: len(v) for k, v in entry["violations"].items()}
         ids = set().union(*entry["violations"].values())
         entry["items_breaking_any_rule"] = len(ids)
-        entry["needs_start_results"] = start is None
+        # calibration and token counts cover only the items the start file scored (a file from a
+        # run with fewer subscales says nothing about the rest: "not scored", not "0 breaks")
+        entry["needs_start_results"] = entry["scored_at_start"] < entry["n_items"]
     return out
