@@ -22,6 +22,41 @@ def test_fresh_process_runs_elsewhere_and_returns_results_and_errors() -> None:
         dist.fresh_process(int, "not a number")
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a container's init may never reap an orphan)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_fresh_process_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A killed ``rhlab run`` must not leave its RL child training into the run directory."""
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"from rhlab.train import distributed as d; d.fresh_process(exec, {code!r})"]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10 * dist.PARENT_POLL_S
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), "the child outlived its killed parent"
+
+
 def test_rl_stage_trains_through_a_fresh_process_unless_told_otherwise(tmp_path: Path, monkeypatch) -> None:
     from rhlab.train import trainer
 

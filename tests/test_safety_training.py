@@ -297,3 +297,47 @@ def test_safety_grpo_end_to_end_against_the_preference_judge(tmp_path: Path) -> 
     # resumable: a second run finds the stage complete and trains nothing
     run_experiment(config, exp.path, build_report=False, evaluate=evaluate, cell_processes=False)
     assert json.loads((out.path / "after_rl.json").read_text()) == record
+
+
+@pytest.mark.slow
+def test_safety_grpo_with_lora_saves_an_adapter_on_its_start_model(tmp_path: Path) -> None:
+    """``grpo.lora``: only the adapter trains; the stage's policy is an adapter folder that names its
+    start model as its base, and the model loader reads it like any policy."""
+    import zlib
+
+    from safetensors.torch import load_file
+
+    from rhlab.models.hf import load_hf_model
+    from rhlab.train.chat_grpo import ChatGRPOSettings, chat_grpo
+    from rhlab.train.config import LoraSettings
+
+    class Scrambled:  # different answers get different scores, so the group's update is not zero
+        scorer_id, template_hash, offline = "test:crc", "0", True
+
+        def score(self, prompts, answers):  # noqa: ANN001, ANN202
+            return [zlib.crc32(a.encode()) % 100 / 100 for a in answers]
+
+    start = embedded_weights()
+    settings = ChatGRPOSettings(
+        steps=1,
+        prompts_per_step=1,
+        group_size=2,
+        learning_rate=1e-2,
+        max_new_tokens=8,
+        temperature=1.0,
+        preference_weight=1.0,
+        micro_batch=1,
+        lora=LoraSettings(r=4, alpha=8),
+    )
+    prompts = [{"id": "chat/x", "messages": [{"role": "user", "content": "Say something kind."}]}]
+    out = tmp_path / "final"
+    record = chat_grpo(start, prompts, Scrambled(), settings, out, marker="stage.json", record={})
+    assert record["settings"]["lora"]["r"] == 4 and record["samples"] == 2
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert Path(adapter["base_model_name_or_path"]) == Path(start).resolve() and adapter["r"] == 4
+    assert not (out / "model.safetensors").exists(), "the adapter only, not a second copy of the base"
+    weights = load_file(out / "adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and any(float(w.abs().max()) > 0 for w in lora_b), "lora_B starts at zero: one update moves it"
+    policy = load_hf_model(out)
+    assert type(policy.model).__name__.startswith("Peft")

@@ -56,6 +56,17 @@ def test_apply_sets_creates_sections_and_refuses_to_descend_into_values():
         apply_sets(data, ["train.steps.x=1"])
 
 
+def test_set_addresses_list_entries_by_position():
+    data = {"after_rl": [{"kind": "safety", "grpo": {"steps": 4}}, {"kind": "distill"}], "tags": ["a", "b"]}
+    out = apply_sets(data, ["after_rl.0.grpo.lora={r: 8}", "after_rl.1={steps: 2}", "tags.1=c"])
+    assert out["after_rl"][0] == {"kind": "safety", "grpo": {"steps": 4, "lora": {"r": 8}}}
+    assert out["after_rl"][1] == {"kind": "distill", "steps": 2} and out["tags"] == ["a", "c"]
+    with pytest.raises(ConfigError, match=r"after_rl has 2 entries \(positions 0 to 1\)"):
+        apply_sets(data, ["after_rl.2.steps=1"])
+    with pytest.raises(ConfigError, match=r"after_rl is a list: address an entry by its position, e.g. after_rl.0"):
+        apply_sets(data, ["after_rl.kind=x"])
+
+
 def test_set_merges_a_mapping_into_the_mapping_already_there():
     data = {"train": {"grpo": {"gradient_checkpointing": True, "epsilon": 0.2}, "lora": {"r": 8}}}
     out = apply_sets(data, ["train.grpo={epsilon: 0.3, loss_type: dapo}"])
@@ -238,7 +249,14 @@ def test_a_safety_grpo_stage_gets_its_own_memory_line():
     assert "memory per GPU:" in stage_lines and "at micro-batch 8" in stage_lines and "for its GRPO" in stage_lines
     big = load_experiment(config, ["train.model=hf:/m/Qwen2.5-7B-Instruct", "train.gpu_memory_gb=80"])
     text = plan_text(big, H100).split("after RL: safety-targeted-grpo (safety)")[1]
-    assert "does not fit at any micro-batch" in text and "no LoRA option" in text
+    assert "does not fit at any micro-batch" in text and "set grpo.lora" in text
+    # with a LoRA adapter the frozen base is bf16 and Adam covers the adapter only: it fits
+    lora = load_experiment(
+        config,
+        ["train.model=hf:/m/Qwen2.5-7B-Instruct", "train.gpu_memory_gb=80", "after_rl.0.grpo.lora={r: 16}"],
+    )
+    text = plan_text(lora, H100).split("after RL: safety-targeted-grpo (safety)")[1]
+    assert "memory per GPU:" in text and "does not fit" not in text
 
 
 def test_safety_grpo_micro_batch_must_divide_the_step():

@@ -144,17 +144,35 @@ def apply_sets(data: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
     result = yaml.safe_load(yaml.safe_dump(data)) or {}
     for item in items or []:
         keys, value = parse_set(item)
-        node = result
+        node: Any = result
         for depth, key in enumerate(keys[:-1]):
+            if isinstance(node, list):
+                node = node[_list_index(item, keys, depth, node)]
+                continue
             child = node.get(key)
             if child is None:
                 child = node[key] = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 where = ".".join(keys[: depth + 1])
                 raise ConfigError(f"--set {item!r}: {where} is a {type(child).__name__}, not a section")
             node = child
-        node[keys[-1]] = merged(node.get(keys[-1]), value)
+        if isinstance(node, list):  # an existing entry of a list: after_rl.0.grpo.steps=4
+            index = _list_index(item, keys, len(keys) - 1, node)
+            node[index] = merged(node[index], value)
+        else:
+            node[keys[-1]] = merged(node.get(keys[-1]), value)
     return result
+
+
+def _list_index(item: str, keys: list[str], depth: int, node: list[Any]) -> int:
+    """``keys[depth]`` as an index into the list ``node`` (lists are addressed by position)."""
+    where = ".".join(keys[:depth])
+    if not keys[depth].isdigit():
+        raise ConfigError(f"--set {item!r}: {where} is a list: address an entry by its position, e.g. {where}.0")
+    index = int(keys[depth])
+    if index >= len(node):
+        raise ConfigError(f"--set {item!r}: {where} has {len(node)} entries (positions 0 to {len(node) - 1})")
+    return index
 
 
 def merged(old: Any, new: Any) -> Any:

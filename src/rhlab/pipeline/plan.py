@@ -399,8 +399,8 @@ def plan_text(config: ExperimentConfig, hw: Hardware | None = None) -> str:
 
 
 def safety_grpo_plan(stage: SafetyTrainingConfig, teacher: TrainConfig, hw: Hardware) -> list[str]:
-    """Memory and time of a ``method: grpo`` safety stage: GRPO like an RL cell, full fine-tuning of the
-    teacher's final policy on chat prompts, with the stage's own batch and completion length."""
+    """Memory and time of a ``method: grpo`` safety stage: GRPO like an RL cell on the teacher's final
+    policy (full fine-tuning or the stage's LoRA), with the stage's own batch and completion length."""
     g = stage.grpo
     cell = teacher.model_copy(
         update={
@@ -409,7 +409,7 @@ def safety_grpo_plan(stage: SafetyTrainingConfig, teacher: TrainConfig, hw: Hard
             "group_size": g.group_size,
             "max_completion_length": stage.max_new_tokens,
             "micro_batch": g.micro_batch,
-            "lora": None,
+            "lora": g.lora,
             "use_vllm": False,
             "grpo": {},
         }
@@ -426,9 +426,15 @@ def safety_grpo_plan(stage: SafetyTrainingConfig, teacher: TrainConfig, hw: Hard
             out.append(f"does not fit: set grpo.micro_batch to {fit} or less")
         else:
             fixed = est.memory.weights + est.memory.optimizer
-            out.append(
-                f"does not fit at any micro-batch: full fine-tuning needs {fixed:.0f} GB for weights and Adam "
-                "alone (safety GRPO has no LoRA option yet); use more GPU memory or a smaller model"
-            )
+            if g.lora is None:
+                out.append(
+                    f"does not fit at any micro-batch: full fine-tuning needs {fixed:.0f} GB for weights and "
+                    "Adam alone; set grpo.lora (e.g. {r: 16}), use more GPU memory or a smaller model"
+                )
+            else:
+                out.append(
+                    f"does not fit at any micro-batch: LoRA still needs {fixed:.0f} GB for weights and Adam; "
+                    "use more GPU memory or a smaller model"
+                )
     out.append(f"~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for its GRPO (rough arithmetic)")
     return out

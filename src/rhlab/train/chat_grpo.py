@@ -19,6 +19,7 @@ from typing import Any
 
 from rhlab.judges.preference import PreferenceScorer
 from rhlab.rundir import atomic_dir
+from rhlab.train.config import LoraSettings
 from rhlab.train.precision import resolve_precision
 
 ROLLOUTS_FILE = "rollouts.jsonl"
@@ -37,6 +38,8 @@ class ChatGRPOSettings:
     precision: str = "auto"
     micro_batch: int | None = None
     """Sequences per forward/backward; None: the whole step (``prompts_per_step x group_size``) at once."""
+    lora: LoraSettings | None = None
+    """Train a LoRA adapter (saved as an adapter folder on ``base_weights``); None: every weight."""
 
 
 def answer_text(completion: Any) -> str:
@@ -96,8 +99,13 @@ def chat_grpo(
     tokenizer = AutoTokenizer.from_pretrained(base_weights)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_weights)  # fp32 master weights; bf16 by autocast
     on_gpu = torch.cuda.is_available()
+    bf16 = resolve_precision(settings.precision, on_gpu) == "bf16"
+    # fp32 master weights, bf16 by autocast (bf16 weights would round small updates away); only a
+    # LoRA run's frozen base may be stored in bf16 on a GPU (see rhlab.train.trainer.weights_dtype)
+    dtype = torch.bfloat16 if settings.lora is not None and bf16 and on_gpu else torch.float32
+    # the absolute path: a LoRA adapter records it as its base model
+    model = AutoModelForCausalLM.from_pretrained(Path(base_weights).resolve(), dtype=dtype)
     reward = PreferenceReward(scorer, settings.preference_weight)
     dataset = Dataset.from_list([{"prompt": p["messages"], "id": p["id"]} for p in prompts])
     step_batch = settings.prompts_per_step * settings.group_size
@@ -121,15 +129,20 @@ def chat_grpo(
             seed=settings.seed,
             data_seed=settings.seed,
             use_cpu=not on_gpu,
-            bf16=resolve_precision(settings.precision, on_gpu) == "bf16",
+            bf16=bf16,
             gradient_checkpointing=False,
         )
         trainer = GRPOTrainer(
-            model=model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=None if settings.lora is None else settings.lora.peft_config(),
         )
         quiet_progress(trainer, scratch / "trainer.log.jsonl")
         trainer.train()
-        model.save_pretrained(str(scratch))
+        trainer.model.save_pretrained(str(scratch))  # with LoRA: the adapter and its base's path
         tokenizer.save_pretrained(str(scratch))
         (scratch / ROLLOUTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in reward.rows))
         by_step: dict[int, list[float]] = {}
@@ -138,7 +151,7 @@ def chat_grpo(
         means = {step: sum(v) / len(v) for step, v in sorted(by_step.items())}
         full = {
             **record,
-            "settings": asdict(settings),
+            "settings": {**asdict(settings), "lora": settings.lora.model_dump() if settings.lora else None},
             "scorer": scorer.scorer_id,
             "scorer_offline": scorer.offline,
             "samples": len(reward.rows),

@@ -72,6 +72,18 @@ class LoraSettings(Strict):
     dropout: float = 0.0
     target_modules: list[str] | str = "all-linear"
 
+    def peft_config(self) -> Any:
+        """PEFT's ``LoraConfig`` for a causal LM (RL cells and safety GRPO build it here, one way)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
 
 class MonitorConfig(Strict):
     """A hack detector acting as the training-time monitor, with configurable accuracy.

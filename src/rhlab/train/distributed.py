@@ -24,6 +24,7 @@ import atexit
 import os
 import pickle
 import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -267,4 +268,21 @@ def fresh_process(fn: Callable[..., T], *args: Any) -> T:
     from concurrent.futures import ProcessPoolExecutor
 
     with _without_launch_env(), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_with_parent, os.getpid(), fn, *args).result()
+
+
+PARENT_POLL_S = 2.0
+
+
+def _with_parent(parent: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, ended when ``parent`` dies: a killed ``rhlab run`` must not leave its RL child
+    training on, writing into the run directory that the next ``rhlab run`` resumes."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # the parent is gone: nothing waits for this result
+
+    threading.Thread(target=watch, daemon=True, name="rhlab-parent-watch").start()
+    return fn(*args)

@@ -31,6 +31,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from rhlab.models.base import Conversation
 from rhlab.rundir import RunDir
 from rhlab.strict import Strict
+from rhlab.train.config import LoraSettings
 from rhlab.train.distill import (
     STAGE_RECORD,
     SFTStageSettings,
@@ -74,6 +75,10 @@ class SafetyGRPOSettings(Strict):
     """Sequences per forward/backward, a divisor of ``prompts_per_step x group_size`` (the rest is
     gradient accumulation; the step still samples once). Unset: the whole step in one pass, which fits
     a small model; a 7B model on one GPU needs a smaller one (``rhlab run --dry-run`` prints the memory)."""
+    lora: LoraSettings | None = None
+    """Train a LoRA adapter instead of every weight (``{r: 16, alpha: 32}``; absent: full fine-tuning).
+    The stage's policy is then the adapter folder on top of its start model, which every loader reads.
+    On a GPU the frozen base is held in bf16, as in a LoRA RL cell: a 7B model fits one 80 GB GPU."""
     reward: dict[str, float] = Field(default_factory=lambda: {"preference": 1.0})
     """Rubric weights. On the mix's prompts no task grader runs, so ``preference`` is the only
     component with a value; naming another is refused rather than silently paid nothing."""
@@ -208,6 +213,7 @@ def grpo_final(stage: SafetyTrainingConfig, start: Path, final: Path, seed: int,
         group_size=g.group_size,
         learning_rate=g.learning_rate,
         micro_batch=g.micro_batch,
+        lora=g.lora,
         max_new_tokens=stage.max_new_tokens,
         temperature=stage.temperature,
         preference_weight=g.reward["preference"],

@@ -542,7 +542,6 @@ def train_cell(config: TrainConfig | None, run_dir: Path, resume: bool) -> dict:
 def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False) -> dict:
     """Run (or resume) GRPO; returns the final run record (``rhlab.rundir.RunInfo``) as a dict."""
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run_dir = Path(run_dir)
@@ -603,15 +602,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         # so from_pretrained then loads the weights already partitioned (zero3_init_flag).
         args = grpo_args(config, run_dir)
         model = AutoModelForCausalLM.from_pretrained(start_weights, dtype=weights_dtype(config, args))
-        peft_config = None
-        if config.lora is not None:
-            peft_config = LoraConfig(
-                r=config.lora.r,
-                lora_alpha=config.lora.alpha,
-                lora_dropout=config.lora.dropout,
-                target_modules=config.lora.target_modules,
-                task_type="CAUSAL_LM",
-            )
+        peft_config = None if config.lora is None else config.lora.peft_config()
         trainer = make_trainer_class()(
             model=model,
             reward_funcs=[reward],
