@@ -68,3 +68,12 @@ def test_rl_stage_trains_through_a_fresh_process_unless_told_otherwise(tmp_path:
     assert calls[0][0] == "child" and calls[0][1] is trainer.train_cell and calls[0][2][0] is cell
     pipeline_run.rl_stage("b", cell, tmp_path / "b", own_process=False)
     assert calls[1][0] == "here"
+
+
+def test_run_json_versions_name_the_cpu_and_the_libraries() -> None:
+    """Floating point follows the libraries and the CPU's vector units: run.json records both."""
+    from rhlab.train.trainer import versions
+
+    v = versions()
+    assert {"torch", "transformers", "trl", "datasets", "cpu"} <= set(v) and all(v.values())
+    assert v["cpu"].endswith(")"), "model name, then its widest vector extensions in parentheses"

@@ -78,8 +78,22 @@ class StepTimer:
 
 
 def versions() -> dict[str, str]:
-    names = ("rhlab", "torch", "transformers", "trl", "peft", "accelerate")
-    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+    """What a run's floating point depends on besides its code: library versions, and the CPU's vector
+    units (one commit's quickstart gave different hack curves in two sessions; its code was not the cause)."""
+    names = ("rhlab", "torch", "transformers", "trl", "peft", "accelerate", "datasets")
+    return {"python": platform.python_version(), **{n: version(n) for n in names}, "cpu": cpu_description()}
+
+
+def cpu_description() -> str:
+    """The CPU model and its widest vector extensions (matmul kernels, and so rounding, follow them)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set())
+    wide = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f == "avx2")
+    return f"{model} ({' '.join(wide) or 'no avx2'})"
 
 
 def write_run_json(run_dir: Path, **fields: Any) -> dict:
