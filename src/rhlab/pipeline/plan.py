@@ -426,15 +426,10 @@ def safety_grpo_plan(stage: SafetyTrainingConfig, teacher: TrainConfig, hw: Hard
             out.append(f"does not fit: set grpo.micro_batch to {fit} or less")
         else:
             fixed = est.memory.weights + est.memory.optimizer
-            if g.lora is None:
-                out.append(
-                    f"does not fit at any micro-batch: full fine-tuning needs {fixed:.0f} GB for weights and "
-                    "Adam alone; set grpo.lora (e.g. {r: 16}), use more GPU memory or a smaller model"
-                )
-            else:
-                out.append(
-                    f"does not fit at any micro-batch: LoRA still needs {fixed:.0f} GB for weights and Adam; "
-                    "use more GPU memory or a smaller model"
-                )
+            what, hint = ("full fine-tuning", "set grpo.lora (e.g. {r: 16}), ") if g.lora is None else ("LoRA", "")
+            out.append(
+                f"does not fit at any micro-batch: {what} needs {fixed:.0f} GB for weights and Adam alone; "
+                f"{hint}use more GPU memory or a smaller model"
+            )
     out.append(f"~{est.step_s:.0f} s/step, ~{_duration(est.total_h)} for its GRPO (rough arithmetic)")
     return out

@@ -20,7 +20,7 @@ from typing import Any
 from rhlab.judges.preference import PreferenceScorer
 from rhlab.rundir import atomic_dir
 from rhlab.train.config import LoraSettings
-from rhlab.train.precision import resolve_precision
+from rhlab.train.precision import load_dtype, resolve_precision
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 
@@ -101,9 +101,7 @@ def chat_grpo(
         tokenizer.pad_token = tokenizer.eos_token
     on_gpu = torch.cuda.is_available()
     bf16 = resolve_precision(settings.precision, on_gpu) == "bf16"
-    # fp32 master weights, bf16 by autocast (bf16 weights would round small updates away); only a
-    # LoRA run's frozen base may be stored in bf16 on a GPU (see rhlab.train.trainer.weights_dtype)
-    dtype = torch.bfloat16 if settings.lora is not None and bf16 and on_gpu else torch.float32
+    dtype = load_dtype(settings.lora is not None, bf16, on_gpu)  # fp32 masters; a LoRA base may be bf16
     # the absolute path: a LoRA adapter records it as its base model
     model = AutoModelForCausalLM.from_pretrained(Path(base_weights).resolve(), dtype=dtype)
     reward = PreferenceReward(scorer, settings.preference_weight)

@@ -52,7 +52,7 @@ from rhlab.train.config import TrainConfig, load_config
 from rhlab.train.faithfulness import judged_faithfulness
 from rhlab.train.gates import no_signal_alarm, pre_rl_gate, raise_if_stopped
 from rhlab.train.metrics import GradedEpisode, MetricsLog, step_metrics
-from rhlab.train.precision import resolve_precision
+from rhlab.train.precision import cpu_description, load_dtype, resolve_precision
 from rhlab.train.problems import select_problems
 from rhlab.train.prompts import build_messages
 from rhlab.train.reward import EnvironmentReward
@@ -82,18 +82,6 @@ def versions() -> dict[str, str]:
     units (one commit's quickstart gave different hack curves in two sessions; its code was not the cause)."""
     names = ("rhlab", "torch", "transformers", "trl", "peft", "accelerate", "datasets")
     return {"python": platform.python_version(), **{n: version(n) for n in names}, "cpu": cpu_description()}
-
-
-def cpu_description() -> str:
-    """The CPU model and its widest vector extensions (matmul kernels, and so rounding, follow them)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
-    flags = next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set())
-    wide = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f == "avx2")
-    return f"{model} ({' '.join(wide) or 'no avx2'})"
 
 
 def write_run_json(run_dir: Path, **fields: Any) -> dict:
@@ -508,16 +496,8 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
 
 
 def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
-    """The dtype the policy is loaded in.
-
-    Trainable weights stay in fp32 and bf16 comes from autocast (``args.bf16``): an AdamW update at
-    lr 1e-6 is far below bf16's rounding step (2^-8 of the weight), so bf16 weights would not move and
-    the run would look healthy while learning nothing. Only a LoRA run's frozen base is stored in bf16
-    on a GPU, which halves its memory and is never updated.
-    """
-    if config.lora is not None and args.bf16 and torch.cuda.is_available():
-        return torch.bfloat16
-    return torch.float32
+    """The dtype the policy is loaded in (``rhlab.train.precision.load_dtype``; ``args.bf16`` is autocast)."""
+    return load_dtype(config.lora is not None, args.bf16, torch.cuda.is_available())
 
 
 def preference_scorer(config: TrainConfig) -> PreferenceScorer | None:
