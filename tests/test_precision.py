@@ -74,3 +74,51 @@ def test_the_old_bf16_field_is_refused_with_its_replacement() -> None:
         parse_config({"bf16": True})
     with pytest.raises(ConfigError, match="micro_batch"):
         parse_config({"grpo": {"gradient_accumulation_steps": 4}})
+
+
+def _bf16_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rhlab.models.testing import tiny_test_model
+
+    path = tiny_test_model(tmp_path / "tiny")
+    AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(torch.bfloat16).save_pretrained(path)
+    return path
+
+
+def _chat_rows(n: int) -> list[dict]:
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"add {i} and {i}"}],
+            "completion": [{"role": "assistant", "content": f"{2 * i}"}],
+        }
+        for i in range(n)
+    ]
+
+
+def test_sft_trains_a_bf16_checkpoint_as_fp32_masters(tmp_path) -> None:
+    """transformers loads a checkpoint in its saved dtype; a bf16 one would round a 1e-6 step away."""
+    from safetensors.torch import load_file
+
+    from rhlab.train.sft import SFTSettings, finetune
+
+    base = _bf16_checkpoint(tmp_path)
+    before = load_file(base / "model.safetensors")
+    assert {t.dtype for t in before.values()} == {torch.bfloat16}
+    settings = SFTSettings(steps=1, batch_size=2, learning_rate=1e-6, precision="fp32")
+    out = finetune(base, _chat_rows(2), settings, tmp_path / "out", marker="done.json", record={})
+    after = load_file(out / "model.safetensors")
+    assert {t.dtype for t in after.values()} == {torch.float32}
+    moved = sum(int((after[k] != before[k].float()).sum()) for k in before)
+    assert moved > sum(t.numel() for t in before.values()) // 2, "the tiny update reached the weights"
+
+
+def test_sft_in_place_refuses_16_bit_weights(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rhlab.train.sft import SFTSettings, sft_in_place
+
+    base = _bf16_checkpoint(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(base)  # the saved dtype: bf16
+    with pytest.raises(ValueError, match="fp32 master weights.*dtype float32"):
+        sft_in_place(model, AutoTokenizer.from_pretrained(base), _chat_rows(2), SFTSettings(1, 2, 1e-6), tmp_path)

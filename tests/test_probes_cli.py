@@ -330,9 +330,20 @@ def test_cli_validate_contract(data, tiny_dir, tmp_path, monkeypatch):
             "seconds": 1.0,
         }
 
+    from rhlab.models import loading
+
+    loaded: list[dict] = []
+    original = loading.load_model
+
+    def spy(spec, **options):  # noqa: ANN001, ANN202
+        loaded.append(options)
+        return original(spec, **options)
+
     monkeypatch.setattr(validation, "validate", fake_validate)
+    monkeypatch.setattr(loading, "load_model", spy)
     out = tmp_path / "g.json"
     result = runner.invoke(app, ["probe", "validate", "--model", f"hf:{tiny_dir}", "--out", str(out)])
+    assert loaded == [{"dtype": "float32"}], "the trained gates fine-tune it: fp32 masters, on a GPU too"
     assert result.exit_code == 1
     assert result.stdout.strip().splitlines()[-1] == "gates passed 1/2"
     assert json.loads(out.read_text())["total"] == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rhlab.train.precision import resolve_precision
+from rhlab.models.precision import resolve_precision
 from rhlab.train.shared_prefix import distinct_rows, shared_prefix_generate, shared_prefix_logps
 from rhlab.train.trainer import has_signal
 

@@ -125,6 +125,7 @@ def train_sdf(
     """
     from rhlab.models.hf import forbid_downloads, pick_device
     from rhlab.models.loading import trainable_weights
+    from rhlab.models.precision import load_dtype
 
     out = Path(out_dir)
     model_dir = out / "model"
@@ -153,8 +154,10 @@ def train_sdf(
 
     device = pick_device(config.device)
     on_gpu = device.startswith("cuda")
-    dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, local_files_only=True)
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()  # autocast; the weights themselves stay fp32
+    model = AutoModelForCausalLM.from_pretrained(
+        weights, dtype=load_dtype(lora=False, bf16=bf16, on_gpu=on_gpu), local_files_only=True
+    )
     per_step = config.batch_size * config.grad_accum
     steps = config.steps or max(1, len(blocks) // per_step)
     trainer_dir = out / "trainer"
@@ -175,7 +178,7 @@ def train_sdf(
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=not on_gpu,
-        bf16=dtype == torch.bfloat16,
+        bf16=bf16,
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
@@ -189,7 +192,7 @@ def train_sdf(
     seconds = time.monotonic() - t0
 
     with atomic_dir(model_dir) as tmp:
-        model.to(torch.float32).save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     summary = {

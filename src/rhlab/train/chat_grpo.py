@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rhlab.judges.preference import PreferenceScorer
+from rhlab.models.precision import load_dtype, resolve_precision
 from rhlab.rundir import atomic_dir
 from rhlab.train.config import LoraSettings
-from rhlab.train.precision import load_dtype, resolve_precision
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rhlab.models.precision import load_dtype, resolve_precision
 from rhlab.rundir import atomic_dir
-from rhlab.train.precision import resolve_precision
 from rhlab.train.shared_prefix import compact_sft_head
 
 
@@ -61,6 +61,7 @@ def sft_in_place(
 
     from rhlab.train.trainer_log import quiet_progress
 
+    _require_fp32_weights(model)
     on_gpu = cuda_available()
     # TRL turns activation checkpointing on by default: slower and needless at these sizes. The old
     # name works on every transformers 5.x; newer releases warn that it is an alias.
@@ -105,6 +106,17 @@ def sft_in_place(
     return float(result.training_loss)
 
 
+def _require_fp32_weights(model: Any) -> None:
+    """Refuse to train weights held in 16 bits: AdamW's small updates round away there (``load_dtype``)."""
+    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype.itemsize < 4})
+    if low:
+        raise ValueError(
+            f"the model's trainable weights are {', '.join(low)}: SFT needs fp32 master weights (bf16 compute "
+            "comes from autocast), or small updates round away and the run learns nothing. Load it with "
+            "dtype float32 (hf: and embedded models take dtype='float32')."
+        )
+
+
 def finetune(
     base_weights: Path,
     rows: list[dict[str, Any]],
@@ -126,7 +138,10 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(base_weights)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_weights)
+    # transformers loads a checkpoint in its saved dtype by default, often bf16: train fp32 masters instead
+    model = AutoModelForCausalLM.from_pretrained(
+        base_weights, dtype=load_dtype(lora=False, bf16=settings.precision != "fp32", on_gpu=cuda_available())
+    )
     with atomic_dir(out_dir) as scratch:
         loss = sft_in_place(model, tokenizer, rows, settings, scratch)
         model.save_pretrained(str(scratch))

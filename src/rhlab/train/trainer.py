@@ -45,6 +45,7 @@ from transformers import TrainerCallback
 from rhlab.env.pool import GradingPool
 from rhlab.judges.preference import PreferenceScorer
 from rhlab.models.loading import trainable_weights
+from rhlab.models.precision import cpu_description, load_dtype, resolve_precision
 from rhlab.rundir import RunDir, atomic_dir
 from rhlab.tasks import load_tasks
 from rhlab.train import distributed as dist
@@ -52,7 +53,6 @@ from rhlab.train.config import TrainConfig, load_config
 from rhlab.train.faithfulness import judged_faithfulness
 from rhlab.train.gates import no_signal_alarm, pre_rl_gate, raise_if_stopped
 from rhlab.train.metrics import GradedEpisode, MetricsLog, step_metrics
-from rhlab.train.precision import cpu_description, load_dtype, resolve_precision
 from rhlab.train.problems import select_problems
 from rhlab.train.prompts import build_messages
 from rhlab.train.reward import EnvironmentReward
@@ -496,7 +496,7 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> Any:
 
 
 def weights_dtype(config: TrainConfig, args: Any) -> torch.dtype:
-    """The dtype the policy is loaded in (``rhlab.train.precision.load_dtype``; ``args.bf16`` is autocast)."""
+    """The dtype the policy is loaded in (``rhlab.models.precision.load_dtype``; ``args.bf16`` is autocast)."""
     return load_dtype(config.lora is not None, args.bf16, torch.cuda.is_available())
 
 

@@ -210,7 +210,9 @@ def validate_command(
     from rhlab.evals.probes.validate import validate
     from rhlab.models.loading import load_model
 
-    chat = load_model(model)
+    # the trained gates fine-tune local weights in place, so they load as fp32 masters (bf16 on a GPU would not learn)
+    local = model.partition(":")[0].strip() in ("hf", "embedded")
+    chat = load_model(model, dtype="float32") if local else load_model(model)
     try:
         record = validate(
             chat,

@@ -1,7 +1,8 @@
 """Which precision a run computes in: ``precision: auto`` resolved for this machine.
 
 One decision for every stage (RL, warm-up, SDF, the probe gates' SFT), so a run never trains in one
-precision and evaluates in another by accident.
+precision and evaluates in another by accident. It sits with the models, below ``knowledge`` and
+``train``, because both train weights and both must keep the fp32-master rule (``load_dtype``).
 """
 
 from __future__ import annotations
