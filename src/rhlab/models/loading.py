@@ -140,6 +140,11 @@ def available_models() -> list[Availability]:
     return rows
 
 
+def has_local_weights(spec: str) -> bool:
+    """Whether ``spec`` names weights in this process (``embedded``, ``hf:``) that can be fine-tuned."""
+    return spec.strip().partition(":")[0] in ("embedded", "hf")
+
+
 def trainable_weights(spec: str) -> Path:
     """The local folder of trainable weights behind an ``embedded[:NAME]`` or ``hf:PATH`` spec.
 

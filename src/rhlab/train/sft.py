@@ -139,9 +139,9 @@ def finetune(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # transformers loads a checkpoint in its saved dtype by default, often bf16: train fp32 masters instead
-    model = AutoModelForCausalLM.from_pretrained(
-        base_weights, dtype=load_dtype(lora=False, bf16=settings.precision != "fp32", on_gpu=cuda_available())
-    )
+    on_gpu = cuda_available()
+    bf16 = resolve_precision(settings.precision, on_gpu) == "bf16"
+    model = AutoModelForCausalLM.from_pretrained(base_weights, dtype=load_dtype(lora=False, bf16=bf16, on_gpu=on_gpu))
     with atomic_dir(out_dir) as scratch:
         loss = sft_in_place(model, tokenizer, rows, settings, scratch)
         model.save_pretrained(str(scratch))

@@ -208,11 +208,10 @@ def validate_command(
     from rhlab.evals.probes.items import ProbeDataError
     from rhlab.evals.probes.score import write_json_atomic
     from rhlab.evals.probes.validate import validate
-    from rhlab.models.loading import load_model
+    from rhlab.models.loading import has_local_weights, load_model
 
     # the trained gates fine-tune local weights in place, so they load as fp32 masters (bf16 on a GPU would not learn)
-    local = model.partition(":")[0].strip() in ("hf", "embedded")
-    chat = load_model(model, dtype="float32") if local else load_model(model)
+    chat = load_model(model, dtype="float32") if has_local_weights(model) else load_model(model)
     try:
         record = validate(
             chat,
